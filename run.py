@@ -1,0 +1,74 @@
+"""Command line: `python run.py` migrates and serves; `python run.py create-superuser`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from aiohttp import web
+from loguru import logger
+
+from service import migrations
+from service.app import create_app
+from service.settings import Settings, SettingsError
+
+SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
+KEEPALIVE_TIMEOUT_SECONDS = 75.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(
+        settings, host=args.host or settings.host, port=args.port or settings.port
+    )
+    return serve(settings, migrate=not args.no_migrate)
+
+
+def serve(settings: Settings, *, migrate: bool) -> int:
+    """Apply pending migrations (unless told not to), then serve until SIGINT/SIGTERM."""
+    if migrate:
+        applied = migrations.apply_pending(settings.database_path)
+        if applied:
+            print(f"applied migrations: {', '.join(applied)}", file=sys.stderr)
+    else:
+        pending = migrations.pending_sync(settings.database_path, migrations.known_migration_ids())
+        if pending:
+            print(
+                f"error: {settings.database_path} has pending migrations ({', '.join(pending)}); "
+                "run `yoyo apply` or start without --no-migrate",
+                file=sys.stderr,
+            )
+            return 1
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,  # our middleware writes the one line per request
+        print=lambda message: logger.info(" ".join(message.replace("=", " ").split())),
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Products and accounts REST service")
+    parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")
+    parser.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply migrations; refuse to serve if any is pending",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The products and accounts REST service (aiohttp, raw SQL over SQLite)."""

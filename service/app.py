@@ -1,0 +1,83 @@
+"""The app factory: the one place that wires settings, resources, middlewares and routes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp_apispec import validation_middleware
+
+from service import keys, log, middlewares, migrations
+from service.db import Database
+from service.openapi import setup_openapi
+from service.routes import health, products
+from service.settings import Settings
+from service.validation import StrictParser
+
+ROUTE_TABLES = (health.routes, products.routes)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """A fully wired application; nothing is opened until it starts."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[
+            middlewares.observe,
+            middlewares.problems,
+            middlewares.deadline(settings.request_timeout_seconds),
+            validation_middleware,
+        ],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids()
+    app.cleanup_ctx.extend([_logging, _database])
+    for table in ROUTE_TABLES:
+        app.router.add_routes(table)
+    setup_openapi(app)
+    # After setup_openapi, so that the aliases are served but not documented twice.
+    _add_collection_aliases(app)
+    app["_apispec_parser"] = StrictParser(max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def app_factory(argv: list[str] | None = None) -> web.Application:
+    """For `python -m aiohttp.web service.app:app_factory` and gunicorn's aiohttp worker."""
+    return create_app(Settings.from_env(os.environ))
+
+
+async def _logging(app: web.Application) -> AsyncIterator[None]:
+    sink_ids = log.add_sinks(app[keys.SETTINGS])
+    yield
+    log.remove_sinks(sink_ids)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    database = await Database.open(
+        settings.database_path,
+        readers=settings.database_readers,
+        synchronous=settings.database_synchronous,
+    )
+    app[keys.DATABASE] = database
+    yield
+    await database.close()
+
+
+def _add_collection_aliases(app: web.Application) -> None:
+    """Serve every collection route (`/products/`) without its trailing slash too."""
+    for route in list(app.router.routes()):
+        path = route.resource.get_info().get("path", "") if route.resource else ""
+        if len(path) > 1 and path.endswith("/"):
+            app.router.add_route(route.method, path.rstrip("/"), _undocumented(route.handler))
+
+
+def _undocumented(handler: Any) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def alias(request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    # The validation middleware reads the schemas from the matched handler.
+    alias.__schemas__ = getattr(handler, "__schemas__", [])  # type: ignore[attr-defined]
+    return alias

@@ -1,0 +1,100 @@
+"""Domain errors (a status plus a catalogue message) and their problem+json rendering."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import ClassVar
+
+from aiohttp import web
+
+from service import messages
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error a client should see: HTTP status, a catalogue message and optional extras."""
+
+    status: int = 400
+    message_key: str = "http_error"
+    default_headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self,
+        message_key: str | None = None,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        errors: Mapping[str, list[str]] | None = None,
+        **params: object,
+    ) -> None:
+        self.message_key = message_key or self.message_key
+        self.status = status or self.status
+        self.headers = {**self.default_headers, **(headers or {})}
+        self.errors = dict(errors) if errors is not None else None
+        self.params = params
+        super().__init__(self.message_key)
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+    default_headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class PreconditionFailed(ApiError):
+    status = 412
+    message_key = "precondition_failed"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    message_key = "not_ready"
+
+
+class RequestValidationError(ApiError):
+    """422 with the failing fields; body-wide problems go under `_schema`."""
+
+    status = 422
+    message_key = "validation_failed"
+
+    def __init__(self, errors: Mapping[str, list[str]]) -> None:
+        super().__init__(errors=errors, fields=", ".join(sorted(errors)) or "_schema")
+
+
+def problem_response(error: ApiError, language: messages.Language) -> web.Response:
+    """Render an ApiError as an RFC 9457 problem document."""
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": messages.title(error.status, language),
+        "status": error.status,
+        "detail": messages.render(error.message_key, language, error.params),
+    }
+    if error.errors is not None:
+        body["errors"] = error.errors
+    response = web.Response(
+        status=error.status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=error.headers,
+    )
+    if error.status in (408, 413):
+        # aiohttp would otherwise keep reading the rest of an unwanted body.
+        response.force_close()
+    return response

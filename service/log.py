@@ -1,0 +1,74 @@
+"""loguru sinks (stderr and a rotated file), and escaping of client-supplied text."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+ROTATION = "10 MB"
+RETENTION = 10  # rotated files kept
+_FIELDS = ("status", "request_id", "client")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def add_sinks(settings: Settings) -> list[int]:
+    """Send log records to stderr and to LOG_FILE; return the sink ids to remove later.
+
+    diagnose and backtrace stay off: loguru would otherwise print the local variables of
+    every frame (passwords, tokens) into a logged traceback.
+    """
+    logger.remove()  # loguru's default stderr sink, or an earlier app's sinks
+    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_format = "{message}" if settings.log_json else _plain_format
+    sinks = [
+        logger.add(
+            settings.log_file,
+            level=settings.log_level,
+            format=log_format,
+            serialize=settings.log_json,
+            diagnose=False,
+            backtrace=False,
+            rotation=ROTATION,
+            retention=RETENTION,
+            encoding="utf-8",
+        )
+    ]
+    if settings.log_stderr:
+        sinks.append(
+            logger.add(
+                sys.stderr,
+                level=settings.log_level,
+                format=log_format,
+                serialize=settings.log_json,
+                diagnose=False,
+                backtrace=False,
+            )
+        )
+    return sinks
+
+
+def remove_sinks(sink_ids: list[int]) -> None:
+    for sink_id in sink_ids:
+        logger.remove(sink_id)
+
+
+def escape(text: str) -> str:
+    """Client text made safe for one log line: control characters become \\xNN escapes."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
+def _plain_format(record: Record) -> str:
+    extra = record["extra"]
+    fields = " ".join(f"{name}={extra[name]}" for name in _FIELDS if name in extra)
+    suffix = f" | {fields}".replace("{", "{{").replace("}", "}}") if fields else ""
+    return "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {message}" + suffix + "\n{exception}"

@@ -1,0 +1,107 @@
+"""The one catalogue of client-facing texts, in English (default) and Russian."""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Final, Literal
+
+Language = Literal["en", "ru"]
+
+# key -> (English, Russian); `{name}` placeholders are filled by ApiError's params.
+MESSAGES: Final[dict[str, tuple[str, str]]] = {
+    "product_not_found": ("Product {product_id} not found", "Продукт {product_id} не найден"),
+    "user_not_found": ("User not found", "Пользователь не найден"),
+    "route_not_found": ("No route matches {path}", "Нет маршрута {path}"),
+    "method_not_allowed": (
+        "Method {method} is not allowed here",
+        "Метод {method} здесь не разрешён",
+    ),
+    "validation_failed": (
+        "Request validation failed: {fields}",
+        "Запрос не прошёл проверку: {fields}",
+    ),
+    "invalid_json": (
+        "The request body is not valid JSON: {reason}",
+        "Тело запроса не является корректным JSON: {reason}",
+    ),
+    "unsupported_media_type": (
+        "Send the body as {expected}",
+        "Отправьте тело запроса как {expected}",
+    ),
+    "body_too_large": (
+        "The request body is larger than {limit} bytes",
+        "Тело запроса больше {limit} байт",
+    ),
+    "request_timeout": (
+        "The request was not completed within {seconds} seconds",
+        "Запрос не был выполнен за {seconds} с",
+    ),
+    "precondition_failed": (
+        "The resource has changed: its ETag no longer matches If-Match",
+        "Ресурс изменился: его ETag не совпадает с If-Match",
+    ),
+    "not_ready": ("The service is not ready: {reason}", "Сервис не готов: {reason}"),
+    "internal_error": (
+        "An unexpected error occurred; it has been logged",
+        "Произошла непредвиденная ошибка; она записана в журнал",
+    ),
+    "http_error": ("{reason}", "{reason}"),
+}
+
+_TITLES_RU: Final[dict[int, str]] = {
+    400: "Неверный запрос",
+    401: "Не авторизован",
+    403: "Доступ запрещён",
+    404: "Не найдено",
+    405: "Метод не разрешён",
+    408: "Истекло время запроса",
+    409: "Конфликт",
+    412: "Условие не выполнено",
+    413: "Слишком большой запрос",
+    415: "Неподдерживаемый тип данных",
+    422: "Ошибка проверки данных",
+    429: "Слишком много запросов",
+    500: "Внутренняя ошибка сервера",
+    503: "Сервис недоступен",
+}
+
+_LANGUAGE_RANGE = re.compile(
+    r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]{1,5}))?\s*$"
+)
+
+
+def render(key: str, language: Language, params: dict[str, object]) -> str:
+    """The message `key` in `language`, with its placeholders filled."""
+    english, russian = MESSAGES[key]
+    template = russian if language == "ru" else english
+    return template.format(**params)
+
+
+def title(status: int, language: Language) -> str:
+    """The problem title for an HTTP status: its reason phrase."""
+    if language == "ru" and status in _TITLES_RU:
+        return _TITLES_RU[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def preferred_language(accept_language: str | None) -> Language:
+    """Russian when Accept-Language prefers any `ru` tag over English, else English."""
+    if not accept_language:
+        return "en"
+    best: dict[str, float] = {}
+    for part in accept_language.split(",")[:32]:
+        match = _LANGUAGE_RANGE.match(part)
+        if match is None:
+            continue
+        primary = match.group(1).lower()
+        try:
+            quality = float(match.group(2)) if match.group(2) else 1.0
+        except ValueError:
+            continue
+        best[primary] = max(best.get(primary, 0.0), quality)
+    russian = best.get("ru", 0.0)
+    return "ru" if russian > 0 and russian > best.get("en", 0.0) else "en"

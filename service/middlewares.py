@@ -1,0 +1,101 @@
+"""Request middlewares, outermost first: observe (id, timing, log line), problems, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from loguru import logger
+
+from service import keys, log, messages
+from service.errors import ApiError, problem_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+CLIENT_CLOSED_REQUEST = 499  # logged (never sent) when the client went away mid-request
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request an id, time it, and write its one log line."""
+    started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[keys.REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        _log_request(request, CLIENT_CLOSED_REQUEST, started)
+        raise
+    elapsed_ms = _log_request(request, response.status, started)
+    response.headers["X-Process-Time-ms"] = f"{elapsed_ms:.2f}"
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _log_request(request: web.Request, status: int, started: float) -> float:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    logger.bind(status=status, request_id=request[keys.REQUEST_ID], client=request.remote).info(
+        f"{request.method} {log.escape(request.path)} выполнялся {elapsed_ms:.2f} мс"
+    )
+    return elapsed_ms
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place that turns every error into an application/problem+json response."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return problem_response(error, _language(request))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return problem_response(_from_http_exception(request, error), _language(request))
+    except Exception:
+        logger.opt(exception=True).error(
+            f"Unhandled error in {request.method} {log.escape(request.path)}"
+        )
+        return problem_response(ApiError("internal_error", status=500), _language(request))
+
+
+def deadline(seconds: float) -> Middleware:
+    """Cut off a request that is not done in `seconds`, such as a body trickled byte by byte."""
+
+    @web.middleware
+    async def enforce_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        timeout = asyncio.timeout(seconds)
+        try:
+            async with timeout:
+                return await handler(request)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise ApiError("request_timeout", status=408, seconds=f"{seconds:g}") from None
+
+    return enforce_deadline
+
+
+def _from_http_exception(request: web.Request, error: web.HTTPException) -> ApiError:
+    if error.status == 404:
+        return ApiError("route_not_found", status=404, path=request.path)
+    if error.status == 405:
+        allow = error.headers.get("Allow", "")
+        return ApiError(
+            "method_not_allowed", status=405, headers={"Allow": allow}, method=request.method
+        )
+    if error.status == 413:
+        return ApiError(
+            "body_too_large", status=413, limit=request.app[keys.SETTINGS].max_body_bytes
+        )
+    return ApiError("http_error", status=error.status, reason=error.reason)
+
+
+def _language(request: web.Request) -> messages.Language:
+    return messages.preferred_language(request.headers.get("Accept-Language"))

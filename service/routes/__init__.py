@@ -1,0 +1,1 @@
+"""HTTP routes, one RouteTableDef per resource: parse, guard, one unit of work, respond."""

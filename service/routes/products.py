@@ -1,0 +1,211 @@
+"""Product routes: public reads; writes as PRODUCT_WRITE_ACCESS allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp_apispec import docs, querystring_schema, request_schema, response_schema
+
+from service import keys
+from service.errors import NotFound, PreconditionFailed
+from service.openapi import error_responses
+from service.queries import products
+from service.queries.products import Product, ProductFilter
+from service.responses import json_response
+from service.schemas.fields import MAX_SQL_INTEGER
+from service.schemas.products import (
+    ProductCreateSchema,
+    ProductListQuerySchema,
+    ProductPageSchema,
+    ProductSchema,
+    ProductUpdateSchema,
+)
+
+routes = web.RouteTableDef()
+
+ITEM = "/products/{product_id:[0-9]+}"
+_ID_PARAMETER = {
+    "in": "path",
+    "name": "product_id",
+    "required": True,
+    "type": "integer",
+    "minimum": 1,
+    "description": "The product's id; anything but a positive integer is 404",
+}
+_IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "type": "string",
+    "description": "The ETag last seen; a stale one is refused with 412",
+}
+_ETAG = {"ETag": {"type": "string", "description": "Strong entity tag of this version"}}
+_PARTIAL_UPDATE = (
+    "Only the fields sent change; the others keep their values, as in the original "
+    'system (`{"price": 50000}` changes only the price). `description: null` clears it.'
+)
+
+
+@routes.get("/products/")
+@docs(
+    tags=["products"],
+    summary="List products",
+    description="Filtered by `q`, `min_price`, `max_price`, `in_stock`; "
+    "`count` is the total matching the filters.",
+    responses=error_responses(422),
+)
+@querystring_schema(ProductListQuerySchema)
+@response_schema(ProductPageSchema, 200, description="A page of products")
+async def list_products(request: web.Request) -> web.Response:
+    query = request["querystring"]
+    filters = ProductFilter(
+        q=query.get("q"),
+        min_price_cents=query.get("min_price_cents"),
+        max_price_cents=query.get("max_price_cents"),
+        in_stock=query.get("in_stock"),
+    )
+    async with request.app[keys.DATABASE].read(snapshot=True) as conn:
+        page = await products.list_products(
+            conn, filters=filters, sort=query["sort"], skip=query["skip"], limit=query["limit"]
+        )
+    return json_response({"data": [product_json(p) for p in page.items], "count": page.count})
+
+
+@routes.get(ITEM)
+@docs(
+    tags=["products"],
+    summary="Get a product",
+    description="With `If-None-Match` holding the current ETag: 304 and no body.",
+    parameters=[_ID_PARAMETER],
+    responses={"304": {"description": "Not Modified", "headers": _ETAG}, **error_responses(404)},
+)
+@response_schema(ProductSchema, 200, description="The product")
+async def get_product(request: web.Request) -> web.StreamResponse:
+    product_id = _product_id(request)
+    async with request.app[keys.DATABASE].read() as conn:
+        product = await products.get_product(conn, product_id=product_id)
+    if product is None:
+        raise NotFound("product_not_found", product_id=product_id)
+    if _matches_if_none_match(request, product.etag):
+        return web.Response(status=304, headers={"ETag": product.etag})
+    return _product_response(product)
+
+
+@routes.post("/products/")
+@docs(
+    tags=["products"],
+    summary="Create a product",
+    responses=error_responses(400, 413, 415, 422),
+)
+@request_schema(ProductCreateSchema, example={"name": "Tea", "price": 4.5, "in_stock": True})
+@response_schema(ProductSchema, 201, description="Created; `Location` names it")
+async def create_product(request: web.Request) -> web.Response:
+    data = request["data"]
+    async with request.app[keys.DATABASE].transaction() as conn:
+        product = await products.create_product(conn, **data)
+    return _product_response(product, status=201, location=f"/products/{product.id}")
+
+
+@routes.put(ITEM)
+@docs(
+    tags=["products"],
+    summary="Update a product (partial, as in the original system)",
+    description=_PARTIAL_UPDATE,
+    parameters=[_ID_PARAMETER, _IF_MATCH],
+    responses=error_responses(400, 404, 412, 413, 415, 422),
+)
+@request_schema(ProductUpdateSchema, example={"price": 50000})
+@response_schema(ProductSchema, 200, description="The updated product")
+async def put_product(request: web.Request) -> web.Response:
+    return await _update(request)
+
+
+@routes.patch(ITEM)
+@docs(
+    tags=["products"],
+    summary="Update some fields of a product",
+    description=_PARTIAL_UPDATE,
+    parameters=[_ID_PARAMETER, _IF_MATCH],
+    responses=error_responses(400, 404, 412, 413, 415, 422),
+)
+@request_schema(ProductUpdateSchema, example={"in_stock": False})
+@response_schema(ProductSchema, 200, description="The updated product")
+async def patch_product(request: web.Request) -> web.Response:
+    return await _update(request)
+
+
+@routes.delete(ITEM)
+@docs(
+    tags=["products"],
+    summary="Delete a product",
+    parameters=[_ID_PARAMETER, _IF_MATCH],
+    responses={"204": {"description": "Deleted"}, **error_responses(404, 412)},
+)
+async def delete_product(request: web.Request) -> web.Response:
+    product_id = _product_id(request)
+    async with request.app[keys.DATABASE].transaction() as conn:
+        current = await products.get_product(conn, product_id=product_id)
+        if current is None:
+            raise NotFound("product_not_found", product_id=product_id)
+        _check_if_match(request, current.etag)
+        await products.delete_product(conn, product_id=product_id)
+    return web.Response(status=204)
+
+
+async def _update(request: web.Request) -> web.Response:
+    product_id = _product_id(request)
+    changes = request["data"]
+    async with request.app[keys.DATABASE].transaction() as conn:
+        current = await products.get_product(conn, product_id=product_id)
+        if current is None:
+            raise NotFound("product_not_found", product_id=product_id)
+        _check_if_match(request, current.etag)
+        product = await products.update_product(conn, current=current, changes=changes)
+    return _product_response(product)
+
+
+def product_json(product: Product) -> dict[str, Any]:
+    """The API's representation of a product."""
+    return {
+        "id": product.id,
+        "name": product.name,
+        "price": product.price_cents / 100,
+        "in_stock": product.in_stock,
+        "description": product.description,
+        "created_at": product.created_at,
+        "updated_at": product.updated_at,
+    }
+
+
+def _product_response(
+    product: Product, *, status: int = 200, location: str | None = None
+) -> web.Response:
+    headers = {"ETag": product.etag}
+    if location is not None:
+        headers["Location"] = location
+    return json_response(product_json(product), status=status, headers=headers)
+
+
+def _product_id(request: web.Request) -> int:
+    raw = request.match_info["product_id"]
+    product_id = int(raw) if len(raw) <= 19 else 0
+    if not 1 <= product_id <= MAX_SQL_INTEGER:
+        raise NotFound("product_not_found", product_id=raw)
+    return product_id
+
+
+def _check_if_match(request: web.Request, etag: str) -> None:
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return
+    if etag not in (tag.strip() for tag in header.split(",")):
+        raise PreconditionFailed()
+
+
+def _matches_if_none_match(request: web.Request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags

@@ -1,0 +1,1 @@
+"""marshmallow schemas: what requests may carry (unknown fields refused), what responses hold."""

@@ -1,0 +1,111 @@
+"""Strict marshmallow fields: no coercion of `"5"`, `5.5`, `"yes"` or `"12"`, exact prices."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marshmallow import ValidationError, fields
+
+MAX_PRICE_CENTS = 99_999_999_999_999  # 999,999,999,999.99
+MAX_SQL_INTEGER = 2**63 - 1
+_MAX_PRICE = Decimal(MAX_PRICE_CENTS) / 100
+_CENT = Decimal("0.01")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_QUERY_PRICE = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,2})?$")
+
+
+class Text(fields.String):
+    """A string that SQLite can store: no unpaired surrogates."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _SURROGATE.search(text):
+            raise ValidationError("Not valid Unicode text.")
+        return text
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer: not a bool, not a float such as 5.5, not a string."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false, nothing else."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query parameter spelled `true` or `false`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value == "true":
+            return True
+        if value == "false":
+            return False
+        raise ValidationError("Must be true or false.")
+
+
+class Price(fields.Field[int]):
+    """A price as a JSON number, at most 2 decimals, 0 to 999,999,999,999.99; loads as cents.
+
+    Dumps cents back as a JSON number: up to 14 significant digits round-trip exactly
+    through a float's shortest representation, so 0.3 is written as 0.3.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_PRICE_CENTS / 100,
+            "example": 4.5,
+        }
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            raise ValidationError("Must be a JSON number.")
+        return _to_cents(Decimal(value))
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> float | None:
+        return None if value is None else value / 100
+
+
+class QueryPrice(fields.Field[int]):
+    """A price in a query string, such as `4.5`; loads as cents."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "number", "minimum": 0, "maximum": MAX_PRICE_CENTS / 100}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not _QUERY_PRICE.match(value):
+            raise ValidationError("Must be a number >= 0 with at most 2 decimals.")
+        return _to_cents(Decimal(value))
+
+
+def _to_cents(amount: Decimal) -> int:
+    # Comparisons between Decimals are exact; arithmetic would round to 28 digits.
+    if not amount.is_finite() or amount < 0 or amount > _MAX_PRICE:
+        raise ValidationError("Must be from 0 to 999999999999.99.")
+    try:
+        cents = amount.quantize(_CENT)
+    except InvalidOperation:
+        raise ValidationError("Must be a number.") from None
+    if cents != amount:
+        raise ValidationError("Must have at most 2 decimal places.")
+    return int(cents * 100)

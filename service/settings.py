@@ -1,0 +1,191 @@
+"""Settings read once from environment variables, validated before anything starts."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+E = TypeVar("E", bound=enum.StrEnum)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot start with."""
+
+
+class ProductWriteAccess(enum.StrEnum):
+    """Who may create, change and delete products."""
+
+    PUBLIC = "public"
+    USER = "user"
+    SUPERUSER = "superuser"
+
+
+class Synchronous(enum.StrEnum):
+    """SQLite's `PRAGMA synchronous` choices that keep acknowledged writes."""
+
+    NORMAL = "NORMAL"
+    FULL = "FULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service can be configured with; see the README's settings table."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_path: Path = Path("./products.db")
+    database_synchronous: Synchronous = Synchronous.NORMAL
+    database_readers: int = 2
+    log_file: Path = Path("logs/app.log")
+    log_level: str = "INFO"
+    log_json: bool = False
+    log_stderr: bool = True
+    max_body_bytes: int = 1024 * 1024
+    request_timeout_seconds: float = 30.0
+    secret_key: str | None = None
+    access_token_expire_minutes: int = 60
+    open_signup: bool = True
+    product_write_access: ProductWriteAccess = ProductWriteAccess.PUBLIC
+    login_max_failures: int = 10
+    login_failure_window_seconds: int = 900
+    password_hash_threads: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping such as os.environ; raise SettingsError on bad values."""
+        reader = _EnvReader(environ)
+        defaults = cls()
+        return cls(
+            host=reader.get("HOST", str, defaults.host),
+            port=reader.get("PORT", _int_between(1, 65535), defaults.port),
+            database_path=reader.get("DATABASE_PATH", _path, defaults.database_path),
+            database_synchronous=reader.get(
+                "DATABASE_SYNCHRONOUS", _choice(Synchronous), defaults.database_synchronous
+            ),
+            database_readers=reader.get(
+                "DATABASE_READERS", _int_between(1, 64), defaults.database_readers
+            ),
+            log_file=reader.get("LOG_FILE", _path, defaults.log_file),
+            log_level=reader.get("LOG_LEVEL", _log_level, defaults.log_level),
+            log_json=reader.get("LOG_JSON", parse_bool, defaults.log_json),
+            log_stderr=reader.get("LOG_STDERR", parse_bool, defaults.log_stderr),
+            max_body_bytes=reader.get(
+                "MAX_BODY_BYTES", _int_between(1024, 1 << 30), defaults.max_body_bytes
+            ),
+            request_timeout_seconds=reader.get(
+                "REQUEST_TIMEOUT_SECONDS", _positive_float, defaults.request_timeout_seconds
+            ),
+            secret_key=reader.get("SECRET_KEY", _secret_key, None, secret=True),
+            access_token_expire_minutes=reader.get(
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+                _int_between(1, 525600),
+                defaults.access_token_expire_minutes,
+            ),
+            open_signup=reader.get("OPEN_SIGNUP", parse_bool, defaults.open_signup),
+            product_write_access=reader.get(
+                "PRODUCT_WRITE_ACCESS",
+                _choice(ProductWriteAccess),
+                defaults.product_write_access,
+            ),
+            login_max_failures=reader.get(
+                "LOGIN_MAX_FAILURES", _int_between(1, 1_000_000), defaults.login_max_failures
+            ),
+            login_failure_window_seconds=reader.get(
+                "LOGIN_FAILURE_WINDOW_SECONDS",
+                _int_between(1, 31_536_000),
+                defaults.login_failure_window_seconds,
+            ),
+            password_hash_threads=reader.get(
+                "PASSWORD_HASH_THREADS", _int_between(1, 32), defaults.password_hash_threads
+            ),
+        )
+
+    @property
+    def database_url(self) -> str:
+        """The yoyo URL of the database file (absolute paths give four slashes)."""
+        return f"sqlite:///{self.database_path}"
+
+
+class _EnvReader:
+    """Reads one variable at a time and names it in every error."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError as error:
+            shown = name if secret else f"{name}={raw!r}"  # never echo a secret
+            raise SettingsError(f"{shown} is not valid: {error}") from None
+
+
+def parse_bool(raw: str) -> bool:
+    """Accept 1/0, true/false, yes/no, on/off in any case."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 < value < 86400:
+        raise ValueError("expected a number of seconds above 0 and below 86400")
+    return value
+
+
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}")
+    return value
+
+
+def _secret_key(raw: str) -> str:
+    if len(raw.encode()) < 32:
+        raise ValueError("must be at least 32 bytes long (try: openssl rand -hex 32)")
+    return raw
+
+
+def _choice(kind: type[E]) -> Callable[[str], E]:
+    def parse(raw: str) -> E:
+        for member in kind:
+            if member.value.lower() == raw.strip().lower():
+                return member
+        raise ValueError(f"expected one of {', '.join(m.value for m in kind)}")
+
+    return parse
