@@ -10,7 +10,7 @@ import sys
 from aiohttp import web
 from loguru import logger
 
-from service import migrations
+from service import create_superuser, migrations
 from service.app import create_app
 from service.settings import Settings, SettingsError
 
@@ -19,6 +19,9 @@ KEEPALIVE_TIMEOUT_SECONDS = 75.0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["create-superuser"]:
+        return create_superuser.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -59,7 +62,10 @@ def serve(settings: Settings, *, migrate: bool) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Products and accounts REST service")
+    parser = argparse.ArgumentParser(
+        description="Products and accounts REST service. "
+        "Also: `python run.py create-superuser [--username U] [--password P]`."
+    )
     parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")
     parser.add_argument(

@@ -9,14 +9,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp_apispec import validation_middleware
 
-from service import keys, log, middlewares, migrations
+from service import keys, log, middlewares, migrations, tokens
+from service.auth import Access, authenticate
 from service.db import Database
 from service.openapi import setup_openapi
-from service.routes import health, products
+from service.passwords import PasswordHasher
+from service.routes import health, login, products, users
 from service.settings import Settings
 from service.validation import StrictParser
 
-ROUTE_TABLES = (health.routes, products.routes)
+ROUTE_TABLES = (login.routes, users.routes, products.routes, health.routes)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -27,15 +29,16 @@ def create_app(settings: Settings) -> web.Application:
             middlewares.observe,
             middlewares.problems,
             middlewares.deadline(settings.request_timeout_seconds),
+            authenticate,
             validation_middleware,
         ],
     )
     app[keys.SETTINGS] = settings
     app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids()
-    app.cleanup_ctx.extend([_logging, _database])
+    app.cleanup_ctx.extend([_logging, _database, _passwords, _token_key])
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
-    setup_openapi(app)
+    setup_openapi(app, settings)
     # After setup_openapi, so that the aliases are served but not documented twice.
     _add_collection_aliases(app)
     app["_apispec_parser"] = StrictParser(max_body_bytes=settings.max_body_bytes)
@@ -65,6 +68,20 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await database.close()
 
 
+async def _passwords(app: web.Application) -> AsyncIterator[None]:
+    hasher = PasswordHasher(threads=app[keys.SETTINGS].password_hash_threads)
+    await hasher.start()
+    app[keys.PASSWORDS] = hasher
+    yield
+    hasher.close()
+
+
+async def _token_key(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    app[keys.TOKEN_KEY] = tokens.load_or_create_key(settings.secret_key, settings.database_path)
+    yield
+
+
 def _add_collection_aliases(app: web.Application) -> None:
     """Serve every collection route (`/products/`) without its trailing slash too."""
     for route in list(app.router.routes()):
@@ -78,6 +95,7 @@ def _undocumented(handler: Any) -> Callable[[web.Request], Awaitable[web.StreamR
         response: web.StreamResponse = await handler(request)
         return response
 
-    # The validation middleware reads the schemas from the matched handler.
+    # The auth and validation middlewares read these from the matched handler.
     alias.__schemas__ = getattr(handler, "__schemas__", [])  # type: ignore[attr-defined]
+    alias.__access__ = getattr(handler, "__access__", Access.PUBLIC)  # type: ignore[attr-defined]
     return alias

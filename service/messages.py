@@ -12,6 +12,39 @@ Language = Literal["en", "ru"]
 MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "product_not_found": ("Product {product_id} not found", "Продукт {product_id} не найден"),
     "user_not_found": ("User not found", "Пользователь не найден"),
+    "incorrect_login": ("Incorrect username or password", "Неверный логин или пароль"),
+    "inactive_user": ("Inactive user", "Неактивный пользователь"),
+    "not_authenticated": ("Not authenticated", "Требуется аутентификация"),
+    "invalid_credentials": (
+        "Could not validate credentials",
+        "Не удалось проверить учётные данные",
+    ),
+    "not_enough_privileges": (
+        "The user doesn't have enough privileges",
+        "У пользователя недостаточно прав",
+    ),
+    "username_taken": (
+        "The user with this username already exists",
+        "Пользователь с таким именем уже существует",
+    ),
+    "superuser_self_delete": (
+        "Super users are not allowed to delete themselves",
+        "Суперпользователь не может удалить сам себя",
+    ),
+    "last_superuser": (
+        "At least one active superuser must remain",
+        "Должен остаться хотя бы один активный суперпользователь",
+    ),
+    "incorrect_password": ("Incorrect password", "Неверный пароль"),
+    "current_password_required": (
+        "current_password is required to change your own password",
+        "Для смены своего пароля нужен current_password",
+    ),
+    "signup_closed": ("Open signup is disabled", "Регистрация закрыта"),
+    "too_many_login_failures": (
+        "Too many failed login attempts; try again in {seconds} seconds",
+        "Слишком много неудачных попыток входа; повторите через {seconds} с",
+    ),
     "route_not_found": ("No route matches {path}", "Нет маршрута {path}"),
     "method_not_allowed": (
         "Method {method} is not allowed here",

@@ -9,11 +9,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp_apispec import setup_aiohttp_apispec
 
+from service.auth import Access, effective_access
 from service.schemas.common import ProblemSchema
+from service.settings import Settings
 
 TITLE = "Products and accounts API"
 VERSION = "1.0.0"
 SPEC_PATH = "/openapi.json"
+SECURITY_SCHEME = "OAuth2PasswordBearer"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """\
 A rebuild of the FastAPI workshop backend: products, users, JWT login.
@@ -34,8 +37,47 @@ def error_responses(*statuses: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def setup_openapi(app: web.Application) -> None:
+def setup_openapi(app: web.Application, settings: Settings) -> None:
     """Build the document from the routes added so far and serve /docs and /redoc."""
+    originals = _prepare_handler_docs(app, settings)
+    try:
+        _build(app)
+    finally:
+        for handler, original in originals.items():
+            handler.__apispec__ = original
+    app.router.add_get("/redoc", _redoc_page)
+    app.router.add_static("/static/redoc", STATIC_DIR / "redoc", name="redoc.static")
+
+
+def _prepare_handler_docs(app: web.Application, settings: Settings) -> dict[Any, dict[str, Any]]:
+    """Give each handler a private copy of its docs, with the security its access needs.
+
+    aiohttp-apispec consumes the `__apispec__` dict it registers (it pops the schemas), so
+    a second app in one process would lose them: it gets a copy, and the original is kept.
+    """
+    originals: dict[Any, dict[str, Any]] = {}
+    for route in app.router.routes():
+        handler = route.handler
+        if not hasattr(handler, "__apispec__") or handler in originals:
+            continue
+        original = handler.__apispec__
+        originals[handler] = original
+        copy = {
+            **original,
+            "parameters": list(original["parameters"]),
+            "responses": dict(original["responses"]),
+            "schemas": [
+                {**entry, "example": dict(entry["example"])} for entry in original["schemas"]
+            ],
+        }
+        if effective_access(handler, settings.product_write_access) is not Access.PUBLIC:
+            copy["security"] = [{SECURITY_SCHEME: []}]
+            copy["responses"] = {**error_responses(401, 403), **copy["responses"]}
+        handler.__apispec__ = copy
+    return originals
+
+
+def _build(app: web.Application) -> None:
     setup_aiohttp_apispec(
         app,
         title=TITLE,
@@ -47,9 +89,15 @@ def setup_openapi(app: web.Application) -> None:
         info={"description": DESCRIPTION},
         produces=["application/json", "application/problem+json"],
         consumes=["application/json"],
+        securityDefinitions={
+            SECURITY_SCHEME: {
+                "type": "oauth2",
+                "flow": "password",
+                "tokenUrl": "/login/access-token",
+                "description": "Log in with a username and password; Swagger sends the token.",
+            }
+        },
     )
-    app.router.add_get("/redoc", _redoc_page)
-    app.router.add_static("/static/redoc", STATIC_DIR / "redoc", name="redoc.static")
 
 
 async def _redoc_page(_: web.Request) -> web.Response:

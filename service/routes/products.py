@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, request_schema, response_schema
 
 from service import keys
+from service.auth import Access, requires
 from service.errors import NotFound, PreconditionFailed
 from service.openapi import error_responses
 from service.queries import products
@@ -100,6 +101,7 @@ async def get_product(request: web.Request) -> web.StreamResponse:
 )
 @request_schema(ProductCreateSchema, example={"name": "Tea", "price": 4.5, "in_stock": True})
 @response_schema(ProductSchema, 201, description="Created; `Location` names it")
+@requires(Access.PRODUCT_WRITE)
 async def create_product(request: web.Request) -> web.Response:
     data = request["data"]
     async with request.app[keys.DATABASE].transaction() as conn:
@@ -117,6 +119,7 @@ async def create_product(request: web.Request) -> web.Response:
 )
 @request_schema(ProductUpdateSchema, example={"price": 50000})
 @response_schema(ProductSchema, 200, description="The updated product")
+@requires(Access.PRODUCT_WRITE)
 async def put_product(request: web.Request) -> web.Response:
     return await _update(request)
 
@@ -131,6 +134,7 @@ async def put_product(request: web.Request) -> web.Response:
 )
 @request_schema(ProductUpdateSchema, example={"in_stock": False})
 @response_schema(ProductSchema, 200, description="The updated product")
+@requires(Access.PRODUCT_WRITE)
 async def patch_product(request: web.Request) -> web.Response:
     return await _update(request)
 
@@ -142,6 +146,7 @@ async def patch_product(request: web.Request) -> web.Response:
     parameters=[_ID_PARAMETER, _IF_MATCH],
     responses={"204": {"description": "Deleted"}, **error_responses(404, 412)},
 )
+@requires(Access.PRODUCT_WRITE)
 async def delete_product(request: web.Request) -> web.Response:
     product_id = _product_id(request)
     async with request.app[keys.DATABASE].transaction() as conn:

@@ -1,0 +1,89 @@
+"""`python -m service.create_superuser`: create the first superuser if absent.
+
+The password comes from --password, else ADMIN_PASSWORD, else a random one; it is
+printed to the terminal once and never written to the log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+
+from pwdlib import PasswordHash
+
+from service import migrations
+from service.db import Database
+from service.queries import users
+from service.queries.users import UsernameTaken
+from service.settings import Settings, SettingsError
+
+EXIT_OK = 0
+EXIT_REGULAR_USER = 1
+EXIT_BAD_SETTINGS = 2
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(environ)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    password = args.password or environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(16)
+    if not 8 <= len(password) <= 128:
+        print("error: the password must be 8 to 128 characters", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    migrations.apply_pending(settings.database_path)
+    return asyncio.run(create_superuser(settings, args.username, password))
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(description="Create the first superuser if absent.")
+    result.add_argument("--username", default="admin", help="default: admin")
+    result.add_argument("--password", help="default: ADMIN_PASSWORD, else a random one")
+    return result
+
+
+async def create_superuser(settings: Settings, username: str, password: str) -> int:
+    """Create `username` as an active superuser unless it exists; return the exit code."""
+    database = await Database.open(
+        settings.database_path, readers=1, synchronous=settings.database_synchronous
+    )
+    try:
+        async with database.read() as conn:
+            existing = await users.get_by_username(conn, username=username)
+        if existing is not None:
+            return _report_existing(existing)
+        hashed = await asyncio.to_thread(PasswordHash.recommended().hash, password)
+        try:
+            async with database.transaction() as conn:
+                await users.create_user(
+                    conn, username=username, hashed_password=hashed, is_superuser=True
+                )
+        except UsernameTaken:  # created by someone else a moment ago
+            print(f"user {username!r} was just created elsewhere; nothing changed")
+            return EXIT_OK
+    finally:
+        await database.close()
+    print(f"created superuser {username!r} with password: {password}")
+    return EXIT_OK
+
+
+def _report_existing(user: users.User) -> int:
+    if user.is_superuser:
+        print(f"superuser {user.username!r} already exists; nothing changed")
+        return EXIT_OK
+    print(
+        f"error: {user.username!r} is a regular user; nothing changed "
+        "(choose another --username, or promote it with PATCH /users/{id})",
+        file=sys.stderr,
+    )
+    return EXIT_REGULAR_USER
+
+
+if __name__ == "__main__":
+    sys.exit(main())

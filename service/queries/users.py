@@ -1,0 +1,178 @@
+"""SQL for users. The caller owns the unit of work: nothing here BEGINs or COMMITs."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiosqlite
+
+from service.clock import utc_now
+
+
+class UsernameTaken(Exception):
+    """Another user already has this username (compared case-insensitively)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    email: str | None
+    full_name: str | None
+    hashed_password: str
+    is_active: bool
+    is_superuser: bool
+    token_version: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    items: list[User]
+    count: int
+
+
+_COLUMNS = (
+    "id, username, email, full_name, hashed_password, is_active, is_superuser, "
+    "token_version, created_at, updated_at"
+)
+
+SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = :id"
+SELECT_BY_USERNAME = f"SELECT {_COLUMNS} FROM users WHERE username = :username"
+SELECT_PAGE = f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT :limit OFFSET :skip"
+COUNT_USERS = "SELECT count(*) FROM users"
+COUNT_OTHER_ACTIVE_SUPERUSERS = (
+    "SELECT count(*) FROM users WHERE is_superuser AND is_active AND id != :id"
+)
+
+INSERT_USER = f"""
+INSERT INTO users (username, email, full_name, hashed_password, is_active, is_superuser,
+                   created_at, updated_at)
+VALUES (:username, :email, :full_name, :hashed_password, :is_active, :is_superuser, :now, :now)
+RETURNING {_COLUMNS}
+"""
+
+UPDATE_USER = f"""
+UPDATE users
+SET username = :username, email = :email, full_name = :full_name,
+    hashed_password = :hashed_password, is_active = :is_active, is_superuser = :is_superuser,
+    token_version = token_version + :bump_token_version, updated_at = :now
+WHERE id = :id
+RETURNING {_COLUMNS}
+"""
+
+UPDATE_PASSWORD_HASH = "UPDATE users SET hashed_password = :hashed_password WHERE id = :id"  # noqa: S105
+
+DELETE_USER = "DELETE FROM users WHERE id = :id"
+
+# Columns update_user may change; `password` arrives already hashed as hashed_password.
+UPDATABLE = ("username", "email", "full_name", "hashed_password", "is_active", "is_superuser")
+
+
+async def get_by_id(conn: aiosqlite.Connection, *, user_id: int) -> User | None:
+    """The user with `user_id`, or None."""
+    rows = await conn.execute_fetchall(SELECT_BY_ID, {"id": user_id})
+    return _user(next(iter(rows))) if rows else None
+
+
+async def get_by_username(conn: aiosqlite.Connection, *, username: str) -> User | None:
+    """The user whose username equals `username` ignoring case, or None."""
+    rows = await conn.execute_fetchall(SELECT_BY_USERNAME, {"username": username})
+    return _user(next(iter(rows))) if rows else None
+
+
+async def list_users(conn: aiosqlite.Connection, *, skip: int, limit: int) -> UserPage:
+    """A page of users ordered by id, and how many there are."""
+    rows = await conn.execute_fetchall(SELECT_PAGE, {"skip": skip, "limit": limit})
+    count = await conn.execute_fetchall(COUNT_USERS)
+    return UserPage(items=[_user(row) for row in rows], count=next(iter(count))[0])
+
+
+async def create_user(
+    conn: aiosqlite.Connection,
+    *,
+    username: str,
+    hashed_password: str,
+    email: str | None = None,
+    full_name: str | None = None,
+    is_active: bool = True,
+    is_superuser: bool = False,
+) -> User:
+    """Insert a user; raise UsernameTaken if the name is in use."""
+    params = {
+        "username": username,
+        "email": email,
+        "full_name": full_name,
+        "hashed_password": hashed_password,
+        "is_active": is_active,
+        "is_superuser": is_superuser,
+        "now": utc_now(),
+    }
+    try:
+        rows = await conn.execute_fetchall(INSERT_USER, params)
+    except sqlite3.IntegrityError as error:
+        raise UsernameTaken(username) from error
+    return _user(next(iter(rows)))
+
+
+async def update_user(
+    conn: aiosqlite.Connection,
+    *,
+    current: User,
+    changes: Mapping[str, object],
+    revoke_tokens: bool = False,
+) -> User:
+    """Apply `changes` (keys from UPDATABLE); `revoke_tokens` refuses the user's older tokens."""
+    merged = {column: changes.get(column, getattr(current, column)) for column in UPDATABLE}
+    params = {
+        **merged,
+        "id": current.id,
+        "bump_token_version": int(revoke_tokens),
+        "now": utc_now(),
+    }
+    try:
+        rows = await conn.execute_fetchall(UPDATE_USER, params)
+    except sqlite3.IntegrityError as error:
+        raise UsernameTaken(str(merged["username"])) from error
+    return _user(next(iter(rows)))
+
+
+async def replace_password_hash(
+    conn: aiosqlite.Connection, *, user_id: int, hashed_password: str
+) -> None:
+    """Store a re-hash of the same password (new parameters); tokens stay valid."""
+    await conn.execute_fetchall(
+        UPDATE_PASSWORD_HASH, {"id": user_id, "hashed_password": hashed_password}
+    )
+
+
+async def delete_user(conn: aiosqlite.Connection, *, user_id: int) -> bool:
+    """Delete the user; False if there was none."""
+    cursor = await conn.execute(DELETE_USER, {"id": user_id})
+    deleted = cursor.rowcount > 0
+    await cursor.close()
+    return deleted
+
+
+async def count_other_active_superusers(conn: aiosqlite.Connection, *, user_id: int) -> int:
+    """How many active superusers there are besides `user_id`."""
+    rows = await conn.execute_fetchall(COUNT_OTHER_ACTIVE_SUPERUSERS, {"id": user_id})
+    return int(next(iter(rows))[0])
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        id=row["id"],
+        username=row["username"],
+        email=row["email"],
+        full_name=row["full_name"],
+        hashed_password=row["hashed_password"],
+        is_active=bool(row["is_active"]),
+        is_superuser=bool(row["is_superuser"]),
+        token_version=row["token_version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

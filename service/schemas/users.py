@@ -1,0 +1,128 @@
+"""User and login payloads. Unknown fields are refused: that is how `is_superuser` sneaks in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+
+from service.schemas.common import PageQuerySchema
+from service.schemas.fields import StrictBoolean, Text
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{2,64}$"
+RESERVED_USERNAMES = frozenset({"me"})
+
+
+def _username(**kwargs: Any) -> Text:
+    return Text(
+        validate=validate.Regexp(USERNAME_PATTERN, error="2-64 characters of A-Z a-z 0-9 _ . -"),
+        metadata={"example": "alice", "pattern": USERNAME_PATTERN},
+        **kwargs,
+    )
+
+
+def _password(**kwargs: Any) -> Text:
+    return Text(
+        validate=validate.Length(min=8, max=128),
+        metadata={"example": "correct horse battery", "format": "password"},
+        **kwargs,
+    )
+
+
+def _email() -> fields.Email:
+    return fields.Email(
+        allow_none=True,
+        validate=validate.Length(max=254),
+        metadata={"example": "alice@example.com"},
+    )
+
+
+def _full_name() -> Text:
+    return Text(allow_none=True, validate=validate.Length(max=128), metadata={"example": "Alice"})
+
+
+class _ChecksUsername(Schema):
+    @validates("username")
+    def _not_reserved(self, value: str, **_: Any) -> None:
+        if value.lower() in RESERVED_USERNAMES:
+            raise ValidationError(f"'{value}' is reserved.")
+
+
+class SignupSchema(_ChecksUsername):
+    """A new account: always active, never a superuser."""
+
+    username = _username(required=True)
+    password = _password(required=True)
+    email = _email()
+    full_name = _full_name()
+
+
+class UserCreateSchema(SignupSchema):
+    """A superuser creating an account, flags included."""
+
+    is_active = StrictBoolean(load_default=True)
+    is_superuser = StrictBoolean(load_default=False)
+
+
+class MeUpdateSchema(_ChecksUsername):
+    """What a user may change about himself through PATCH /users/me."""
+
+    username = _username()
+    email = _email()
+    full_name = _full_name()
+
+
+class PasswordChangeSchema(Schema):
+    current_password = Text(required=True, validate=validate.Length(max=1024))
+    new_password = _password(required=True)
+
+
+class UserUpdateSchema(MeUpdateSchema):
+    """PATCH /users/{user_id}: flags only for superusers; own password needs the current one."""
+
+    password = _password()
+    current_password = Text(validate=validate.Length(max=1024))
+    is_active = StrictBoolean()
+    is_superuser = StrictBoolean()
+
+
+class UserSchema(Schema):
+    """A user as every route returns it: never a password or a hash."""
+
+    id = fields.Integer(required=True, metadata={"example": 1})
+    username = fields.String(required=True, metadata={"example": "alice"})
+    email = fields.String(required=True, allow_none=True, metadata={"example": "alice@example.com"})
+    full_name = fields.String(required=True, allow_none=True, metadata={"example": "Alice"})
+    is_active = fields.Boolean(required=True)
+    is_superuser = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True, metadata={"example": "2026-11-27T10:00:00+00:00"})
+    updated_at = fields.DateTime(required=True, metadata={"example": "2026-11-27T10:00:00+00:00"})
+
+
+class UserPageSchema(Schema):
+    data = fields.List(fields.Nested(UserSchema), required=True)
+    count = fields.Integer(required=True, metadata={"example": 1})
+
+
+class UserListQuerySchema(PageQuerySchema):
+    """skip and limit, ordered by id."""
+
+
+class LoginFormSchema(Schema):
+    """OAuth2 password flow form; grant_type, scope and the client fields are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    username = fields.String(required=True, metadata={"example": "alice"})
+    password = fields.String(required=True, metadata={"format": "password"})
+    grant_type = fields.String(metadata={"example": "password"})
+    scope = fields.String()
+    client_id = fields.String()
+    client_secret = fields.String()
+
+
+class TokenSchema(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "bearer"})
+    expires_in = fields.Integer(required=True, metadata={"example": 3600})

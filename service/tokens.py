@@ -1,0 +1,87 @@
+"""Access tokens: HS256 JWTs carrying the user id and the user's token version."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from loguru import logger
+
+ALGORITHM = "HS256"
+_jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+
+
+class InvalidToken(Exception):
+    """The token is malformed, expired, wrongly signed or lacks a required claim."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: int
+    token_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+
+
+def issue(*, user_id: int, token_version: int, key: str, lifetime_seconds: int) -> IssuedToken:
+    """A signed access token for the user, valid for `lifetime_seconds`."""
+    now = int(time.time())
+    claims = {"sub": str(user_id), "ver": token_version, "iat": now, "exp": now + lifetime_seconds}
+    return IssuedToken(_jwt.encode(claims, key, algorithm=ALGORITHM), lifetime_seconds)
+
+
+def decode(token: str, *, key: str) -> AccessClaims:
+    """The claims of a valid token; InvalidToken for anything else."""
+    try:
+        claims = _jwt.decode(
+            token, key, algorithms=[ALGORITHM], options={"require": ["sub", "iat", "exp", "ver"]}
+        )
+    except jwt.PyJWTError as error:  # InvalidKeyError is not an InvalidTokenError
+        raise InvalidToken(type(error).__name__) from None
+    subject, version = claims["sub"], claims["ver"]
+    if not (isinstance(subject, str) and subject.isdigit() and len(subject) <= 19):
+        raise InvalidToken("sub")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidToken("ver")
+    return AccessClaims(user_id=int(subject), token_version=version)
+
+
+def load_or_create_key(configured: str | None, database_path: Path) -> str:
+    """SECRET_KEY if set; else a random key kept in an owner-only file beside the database."""
+    if configured is not None:
+        return configured
+    key_file = database_path.with_name(database_path.name + ".secret_key")
+    try:
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key_file(key_file)
+    key = secrets.token_hex(32)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(key)
+    logger.warning(
+        f"SECRET_KEY is not set: generated one into {key_file} (owner-only). "
+        "Set SECRET_KEY to share one key between machines."
+    )
+    return key
+
+
+def _read_key_file(key_file: Path) -> str:
+    # Another worker may have created the file a moment ago and not written it yet.
+    for _ in range(50):
+        key = key_file.read_text(encoding="ascii").strip()
+        if key:
+            break
+        time.sleep(0.05)
+    if len(key) < 32:
+        raise ValueError(
+            f"{key_file} holds a key shorter than 32 bytes; delete it or set SECRET_KEY"
+        )
+    return key
