@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -46,7 +47,12 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def app_factory(argv: list[str] | None = None) -> web.Application:
-    """For `python -m aiohttp.web service.app:app_factory` and gunicorn's aiohttp worker."""
+    """For `python -m aiohttp.web service.app:app_factory` and gunicorn's aiohttp worker.
+
+    Those runners may switch on aiohttp's access log; our middleware already writes the
+    one line per request, so it is silenced. Run `yoyo apply` before starting them.
+    """
+    logging.getLogger("aiohttp.access").disabled = True
     return create_app(Settings.from_env(os.environ))
 
 
