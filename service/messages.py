@@ -62,6 +62,10 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Send the body as {expected}",
         "Отправьте тело запроса как {expected}",
     ),
+    "incomplete_body": (
+        "The request body was not received in full",
+        "Тело запроса получено не полностью",
+    ),
     "body_too_large": (
         "The request body is larger than {limit} bytes",
         "Тело запроса больше {limit} байт",

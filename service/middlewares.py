@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Middleware
 from loguru import logger
 
@@ -58,6 +58,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status < 400:
             raise
         return problem_response(_from_http_exception(request, error), _language(request))
+    except (ClientPayloadError, ConnectionError):
+        # The client went away or broke off its body: nothing to log as a server error.
+        return problem_response(ApiError("incomplete_body", status=400), _language(request))
     except Exception:
         logger.opt(exception=True).error(
             f"Unhandled error in {request.method} {log.escape(request.path)}"

@@ -98,6 +98,9 @@ def _build(app: web.Application) -> None:
             }
         },
     )
+    # aiohttp adds HEAD to every GET route; documenting it twice only adds noise.
+    for operations in app["swagger_dict"]["paths"].values():
+        operations.pop("head", None)
 
 
 async def _redoc_page(_: web.Request) -> web.Response:
