@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp_apispec import validation_middleware
 
 from service import keys, log, middlewares, migrations, tokens
 from service.auth import Access, authenticate
@@ -17,7 +16,7 @@ from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
 from service.routes import health, login, products, users
 from service.settings import Settings
-from service.validation import StrictParser
+from service.validation import validate_requests
 
 ROUTE_TABLES = (login.routes, users.routes, products.routes, health.routes)
 
@@ -31,7 +30,7 @@ def create_app(settings: Settings) -> web.Application:
             middlewares.problems,
             middlewares.deadline(settings.request_timeout_seconds),
             authenticate,
-            validation_middleware,
+            validate_requests(max_body_bytes=settings.max_body_bytes),
         ],
     )
     app[keys.SETTINGS] = settings
@@ -42,7 +41,6 @@ def create_app(settings: Settings) -> web.Application:
     setup_openapi(app, settings)
     # After setup_openapi, so that the aliases are served but not documented twice.
     _add_collection_aliases(app)
-    app["_apispec_parser"] = StrictParser(max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -1,8 +1,8 @@
 """Authentication as middleware, and the access levels routes declare.
 
-The middleware reads `Authorization: Bearer`, resolves the user once, puts it on the
-request under CURRENT_USER, and enforces the route's declared access level before the
-body is validated: 401 before 403 before 422, as the contract orders them.
+On protected routes the middleware reads `Authorization: Bearer`, resolves the user once,
+puts it on the request under CURRENT_USER, and enforces the route's declared access level
+before the body is validated: 401 before 403 before 422, as the contract orders them.
 """
 
 from __future__ import annotations
@@ -56,12 +56,19 @@ def effective_access(handler: object, product_write: ProductWriteAccess) -> Acce
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve the bearer token's user (if any) and enforce the route's access level."""
-    header = request.headers.get("Authorization")
-    user = await _user_from_header(request, header) if header is not None else None
-    request[keys.CURRENT_USER] = user
+    """Resolve the bearer token's user and enforce the route's access level.
+
+    Public routes ignore the Authorization header, as the original system's did: a client
+    that still sends an expired token, or Swagger UI sending its client credentials as
+    HTTP Basic to the login route, must not be refused there.
+    """
     settings = request.app[keys.SETTINGS]
     access = effective_access(request.match_info.handler, settings.product_write_access)
+    header = request.headers.get("Authorization")
+    user = None
+    if access is not Access.PUBLIC and header is not None:
+        user = await _user_from_header(request, header)
+    request[keys.CURRENT_USER] = user
     if access is not Access.PUBLIC:
         if user is None:
             raise Unauthorized("not_authenticated")

@@ -64,7 +64,11 @@ async def create_superuser(settings: Settings, username: str, password: str) -> 
                 await users.create_user(
                     conn, username=username, hashed_password=hashed, is_superuser=True
                 )
-        except UsernameTaken:  # created by someone else a moment ago
+        except UsernameTaken:  # created by someone else a moment ago: superuser or not?
+            async with database.read() as conn:
+                existing = await users.get_by_username(conn, username=username)
+            if existing is not None:
+                return _report_existing(existing)
             print(f"user {username!r} was just created elsewhere; nothing changed")
             return EXIT_OK
     finally:

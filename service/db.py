@@ -69,8 +69,11 @@ class Database:
         are shielded so that a cancelled request cannot leave the connection mid-transaction.
         """
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a task cancelled while BEGIN waits in busy_timeout (another
+                # process writing) leaves BEGIN to finish on aiosqlite's thread; the ROLLBACK
+                # queued behind it undoes it instead of wedging the next unit of work.
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
                 await asyncio.shield(self._writer.execute("COMMIT"))
             except BaseException:
@@ -85,18 +88,25 @@ class Database:
             if not snapshot:
                 yield reader
                 return
-            await reader.execute("BEGIN")
             try:
+                # Inside the try: if cancelled while BEGIN is queued on the reader's thread,
+                # BEGIN still runs there, and the ROLLBACK behind it ends it before the
+                # reader goes back to the pool.
+                await reader.execute("BEGIN")
                 yield reader
             finally:
-                await asyncio.shield(reader.execute("ROLLBACK"))
+                await asyncio.shield(_rollback(reader))
         finally:
             self._idle_readers.put_nowait(reader)
 
     async def _rollback(self) -> None:
-        # OperationalError: COMMIT had already completed, or BEGIN never ran: nothing to undo.
-        with contextlib.suppress(sqlite3.OperationalError):
-            await self._writer.execute("ROLLBACK")
+        await _rollback(self._writer)
+
+
+async def _rollback(connection: aiosqlite.Connection) -> None:
+    # OperationalError: COMMIT had already completed, or BEGIN never ran: nothing to undo.
+    with contextlib.suppress(sqlite3.OperationalError):
+        await connection.execute("ROLLBACK")
 
 
 async def _connect(path: Path, synchronous: Synchronous) -> aiosqlite.Connection:

@@ -95,6 +95,6 @@ def problem_response(error: ApiError, language: messages.Language) -> web.Respon
         headers=error.headers,
     )
     if error.status in (408, 413):
-        # aiohttp would otherwise keep reading the rest of an unwanted body.
+        # No keep-alive after an unwanted or unfinished body: the connection closes.
         response.force_close()
     return response

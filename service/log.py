@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from typing import TYPE_CHECKING
@@ -25,7 +26,8 @@ def add_sinks(settings: Settings) -> list[int]:
     diagnose and backtrace stay off: loguru would otherwise print the local variables of
     every frame (passwords, tokens) into a logged traceback.
     """
-    logger.remove()  # loguru's default stderr sink, or an earlier app's sinks
+    with contextlib.suppress(ValueError):  # already gone: another app removed it
+        logger.remove(0)  # loguru's default stderr sink; ours replace it
     settings.log_file.parent.mkdir(parents=True, exist_ok=True)
     log_format = "{message}" if settings.log_json else _plain_format
     sinks = [

@@ -129,8 +129,10 @@ def preferred_language(accept_language: str | None) -> Language:
     """Russian when Accept-Language prefers any `ru` tag over English, else English."""
     if not accept_language:
         return "en"
-    best: dict[str, float] = {}
-    for part in accept_language.split(",")[:32]:
+    # primary tag -> (its best quality, minus the position where it got it): on equal
+    # quality the range listed first is preferred, so `ru, en` is Russian.
+    best: dict[str, tuple[float, int]] = {}
+    for position, part in enumerate(accept_language.split(",")[:32]):
         match = _LANGUAGE_RANGE.match(part)
         if match is None:
             continue
@@ -139,6 +141,7 @@ def preferred_language(accept_language: str | None) -> Language:
             quality = float(match.group(2)) if match.group(2) else 1.0
         except ValueError:
             continue
-        best[primary] = max(best.get(primary, 0.0), quality)
-    russian = best.get("ru", 0.0)
-    return "ru" if russian > 0 and russian > best.get("en", 0.0) else "en"
+        if quality > best.get(primary, (0.0, 0))[0]:
+            best[primary] = (quality, -position)
+    russian = best.get("ru", (0.0, 0))
+    return "ru" if russian[0] > 0 and russian > best.get("en", (0.0, 0)) else "en"

@@ -14,6 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 
+# The hash of a random password nobody kept, made with pwdlib's recommended parameters.
+# Unknown usernames are verified against it, so that "no such user" costs what a wrong
+# password costs. It is no secret: a verify against it never logs anyone in.
+DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$gdRs1FjmDFalqRkLU8Q1zg"
+    "$Si6/RqWYt3upqn+QD0pZoh0ASvFLJ54uEBfggDzpHX8"
+)
+
 
 class PasswordHasher:
     """Hash and verify passwords in a bounded pool; unknown users verify against a dummy."""
@@ -21,11 +29,12 @@ class PasswordHasher:
     def __init__(self, *, threads: int) -> None:
         self._hash = PasswordHash.recommended()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
-        self._dummy_hash: str | None = None
+        self._dummy_hash = DUMMY_HASH
 
     async def start(self) -> None:
-        """Compute the dummy hash once, so unknown users cost what known ones do."""
-        self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        """Make a fresh dummy hash only if pwdlib's recommended parameters have changed."""
+        if self._hash.current_hasher.check_needs_rehash(self._dummy_hash):
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -47,7 +56,6 @@ class PasswordHasher:
         return await loop.run_in_executor(self._pool, self._verify_and_update, password, hashed)
 
     def _verify_dummy(self, password: str) -> None:
-        assert self._dummy_hash is not None, "PasswordHasher.start() was not awaited"
         self._hash.verify(password, self._dummy_hash)
 
     def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:

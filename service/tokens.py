@@ -11,6 +11,8 @@ from pathlib import Path
 import jwt
 from loguru import logger
 
+from service.ids import parse_id
+
 ALGORITHM = "HS256"
 _jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
 
@@ -47,11 +49,13 @@ def decode(token: str, *, key: str) -> AccessClaims:
     except jwt.PyJWTError as error:  # InvalidKeyError is not an InvalidTokenError
         raise InvalidToken(type(error).__name__) from None
     subject, version = claims["sub"], claims["ver"]
-    if not (isinstance(subject, str) and subject.isdigit() and len(subject) <= 19):
+    # A user id as issue() writes it: str.isdigit() would pass "²" (a 500) and "١" (user 1).
+    user_id = parse_id(subject) if isinstance(subject, str) else None
+    if user_id is None:
         raise InvalidToken("sub")
     if not isinstance(version, int) or isinstance(version, bool):
         raise InvalidToken("ver")
-    return AccessClaims(user_id=int(subject), token_version=version)
+    return AccessClaims(user_id=user_id, token_version=version)
 
 
 def load_or_create_key(configured: str | None, database_path: Path) -> str:

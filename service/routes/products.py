@@ -10,11 +10,11 @@ from aiohttp_apispec import docs, querystring_schema, request_schema, response_s
 from service import keys
 from service.auth import Access, requires
 from service.errors import NotFound, PreconditionFailed
+from service.ids import parse_id
 from service.openapi import error_responses
 from service.queries import products
 from service.queries.products import Product, ProductFilter
 from service.responses import json_response
-from service.schemas.fields import MAX_SQL_INTEGER
 from service.schemas.products import (
     ProductCreateSchema,
     ProductListQuerySchema,
@@ -99,7 +99,7 @@ async def get_product(request: web.Request) -> web.StreamResponse:
     summary="Create a product",
     responses=error_responses(400, 413, 415, 422),
 )
-@request_schema(ProductCreateSchema, example={"name": "Tea", "price": 4.5, "in_stock": True})
+@request_schema(ProductCreateSchema)
 @response_schema(ProductSchema, 201, description="Created; `Location` names it")
 @requires(Access.PRODUCT_WRITE)
 async def create_product(request: web.Request) -> web.Response:
@@ -117,7 +117,7 @@ async def create_product(request: web.Request) -> web.Response:
     parameters=[_ID_PARAMETER, _IF_MATCH],
     responses=error_responses(400, 404, 412, 413, 415, 422),
 )
-@request_schema(ProductUpdateSchema, example={"price": 50000})
+@request_schema(ProductUpdateSchema)
 @response_schema(ProductSchema, 200, description="The updated product")
 @requires(Access.PRODUCT_WRITE)
 async def put_product(request: web.Request) -> web.Response:
@@ -132,7 +132,7 @@ async def put_product(request: web.Request) -> web.Response:
     parameters=[_ID_PARAMETER, _IF_MATCH],
     responses=error_responses(400, 404, 412, 413, 415, 422),
 )
-@request_schema(ProductUpdateSchema, example={"in_stock": False})
+@request_schema(ProductUpdateSchema)
 @response_schema(ProductSchema, 200, description="The updated product")
 @requires(Access.PRODUCT_WRITE)
 async def patch_product(request: web.Request) -> web.Response:
@@ -194,8 +194,8 @@ def _product_response(
 
 def _product_id(request: web.Request) -> int:
     raw = request.match_info["product_id"]
-    product_id = int(raw) if len(raw) <= 19 else 0
-    if not 1 <= product_id <= MAX_SQL_INTEGER:
+    product_id = parse_id(raw)
+    if product_id is None:
         raise NotFound("product_not_found", product_id=raw)
     return product_id
 

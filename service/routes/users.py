@@ -11,11 +11,11 @@ from aiohttp_apispec import docs, querystring_schema, request_schema, response_s
 from service import keys
 from service.auth import Access, current_user, requires
 from service.errors import BadRequest, Conflict, Forbidden, NotFound, RequestValidationError
+from service.ids import parse_id
 from service.openapi import error_responses
 from service.queries import users
 from service.queries.users import User, UsernameTaken
 from service.responses import json_response
-from service.schemas.fields import MAX_SQL_INTEGER
 from service.schemas.users import (
     MeUpdateSchema,
     PasswordChangeSchema,
@@ -55,7 +55,7 @@ _BODY_ERRORS = (400, 413, 415, 422)
     description="Creates an active, non-superuser account. 403 when OPEN_SIGNUP is off.",
     responses=error_responses(*_BODY_ERRORS, 403, 409),
 )
-@request_schema(SignupSchema, example={"username": "alice", "password": "correct horse battery"})
+@request_schema(SignupSchema)
 @response_schema(UserSchema, 201, description="Created; `Location` names it")
 async def signup(request: web.Request) -> web.Response:
     if not request.app[keys.SETTINGS].open_signup:
@@ -71,10 +71,7 @@ async def signup(request: web.Request) -> web.Response:
     responses=error_responses(*_BODY_ERRORS, 401, 403, 409),
 )
 @requires(Access.SUPERUSER)
-@request_schema(
-    UserCreateSchema,
-    example={"username": "bob", "password": "correct horse battery", "is_superuser": False},
-)
+@request_schema(UserCreateSchema)
 @response_schema(UserSchema, 201, description="Created; `Location` names it")
 async def create_user(request: web.Request) -> web.Response:
     return _created(await _create(request, request["data"]))
@@ -111,7 +108,7 @@ async def read_me(request: web.Request) -> web.Response:
     responses=error_responses(*_BODY_ERRORS, 401, 403, 409),
 )
 @requires(Access.USER)
-@request_schema(MeUpdateSchema, example={"full_name": "Alice Liddell"})
+@request_schema(MeUpdateSchema)
 @response_schema(UserSchema, 200, description="The updated account")
 async def update_me(request: web.Request) -> web.Response:
     me = current_user(request)
@@ -128,10 +125,7 @@ async def update_me(request: web.Request) -> web.Response:
     responses={"204": {"description": "Changed"}, **error_responses(*_BODY_ERRORS, 401, 403)},
 )
 @requires(Access.USER)
-@request_schema(
-    PasswordChangeSchema,
-    example={"current_password": "correct horse battery", "new_password": "a new long secret"},
-)
+@request_schema(PasswordChangeSchema)
 async def change_my_password(request: web.Request) -> web.Response:
     me = current_user(request)
     data = request["data"]
@@ -193,7 +187,7 @@ async def read_user(request: web.Request) -> web.Response:
     responses=error_responses(*_BODY_ERRORS, 401, 403, 404, 409),
 )
 @requires(Access.USER)
-@request_schema(UserUpdateSchema, example={"email": "alice@example.org"})
+@request_schema(UserUpdateSchema)
 @response_schema(UserSchema, 200, description="The updated user")
 async def update_user(request: web.Request) -> web.Response:
     me = current_user(request)
@@ -308,8 +302,7 @@ async def _check_current_password(request: web.Request, user: User, password: st
 
 
 def _user_id(request: web.Request) -> int:
-    raw = request.match_info["user_id"]
-    user_id = int(raw) if len(raw) <= 19 else 0
-    if not 1 <= user_id <= MAX_SQL_INTEGER:
+    user_id = parse_id(request.match_info["user_id"])
+    if user_id is None:
         raise NotFound("user_not_found")
     return user_id

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from service.schemas.fields import MAX_SQL_INTEGER
+from service.ids import MAX_SQL_INTEGER
+from service.schemas.fields import QueryInteger
 
 MAX_PAGE_SIZE = 1000
 
@@ -29,12 +30,12 @@ class PageQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE  # other query parameters (cache busters) are ignored
 
-    skip = fields.Integer(
+    skip = QueryInteger(
         load_default=0,
         validate=validate.Range(min=0, max=MAX_SQL_INTEGER),
         metadata={"description": "How many items to skip"},
     )
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
         metadata={"description": f"Page size, 1 to {MAX_PAGE_SIZE}"},

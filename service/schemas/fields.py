@@ -9,20 +9,22 @@ from typing import Any
 from marshmallow import ValidationError, fields
 
 MAX_PRICE_CENTS = 99_999_999_999_999  # 999,999,999,999.99
-MAX_SQL_INTEGER = 2**63 - 1
 _MAX_PRICE = Decimal(MAX_PRICE_CENTS) / 100
 _CENT = Decimal("0.01")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Unpaired surrogates cannot be encoded for SQLite; NUL ends a string for SQLite's text
+# functions (length() in the CHECK constraints, instr() in search), so both are refused.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")  # a sign, so that -1 is "out of range"
 _QUERY_PRICE = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,2})?$")
 
 
 class Text(fields.String):
-    """A string that SQLite can store: no unpaired surrogates."""
+    """A string that SQLite can store and compare: no unpaired surrogates, no NUL."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if _SURROGATE.search(text):
-            raise ValidationError("Not valid Unicode text.")
+        if _UNSTORABLE.search(text):
+            raise ValidationError("Must be Unicode text without NUL or unpaired surrogates.")
         return text
 
 
@@ -45,6 +47,15 @@ class StrictBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid")
         return value
+
+
+class QueryInteger(fields.Integer):
+    """A query parameter of plain ASCII digits: not `+5`, `1_0`, ` 5 ` or `٥`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not _QUERY_INTEGER.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class QueryBoolean(fields.Boolean):

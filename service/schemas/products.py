@@ -33,7 +33,7 @@ class ProductCreateSchema(Schema):
     name = _name(required=True)
     price = Price(required=True, attribute="price_cents", metadata={"description": _PRICE_DOC})
     in_stock = StrictBoolean(load_default=True, metadata={"example": True})
-    description = _description(load_default=None)
+    description = _description()
 
 
 class ProductUpdateSchema(Schema):

@@ -114,9 +114,9 @@ class LoginFormSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    username = fields.String(required=True, metadata={"example": "alice"})
+    username = fields.String(required=True)
     password = fields.String(required=True, metadata={"format": "password"})
-    grant_type = fields.String(metadata={"example": "password"})
+    grant_type = fields.String()
     scope = fields.String()
     client_id = fields.String()
     client_secret = fields.String()

@@ -1,0 +1,384 @@
+"""The Database handle: serialised units of work, cancellation, snapshots, pragmas, close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from service import migrations
+from service.db import BUSY_TIMEOUT_MS, Database
+from service.settings import Settings, Synchronous
+
+NOW = "2026-01-01T00:00:00+00:00"
+INSERT = (
+    "INSERT INTO products (name, name_folded, price_cents, created_at, updated_at) "
+    "VALUES (?, ?, 100, ?, ?)"
+)
+
+
+class Boom(Exception):
+    """Raised inside a unit of work to make it fail."""
+
+
+async def insert(conn: aiosqlite.Connection, name: str) -> None:
+    await conn.execute(INSERT, (name, name.casefold(), NOW, NOW))
+
+
+async def names(database: Database) -> set[str]:
+    async with database.read() as conn:
+        rows = await conn.execute_fetchall("SELECT name FROM products")
+    return {row[0] for row in rows}
+
+
+def names_sync(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM products")}
+
+
+# --- transactions never interleave -------------------------------------------------------
+
+
+async def test_naive_shared_connection_interleaves_transactions(migrated: Settings) -> None:
+    """Control experiment: without the lock, B's commit commits A's half-done insert."""
+    conn = await aiosqlite.connect(migrated.database_path)  # sqlite3's implicit transactions
+    try:
+        a_inserted = asyncio.Event()
+
+        async def a() -> None:
+            try:
+                await insert(conn, "from-a")
+                a_inserted.set()
+                await asyncio.sleep(0.05)
+                raise Boom
+            except Boom:
+                await conn.rollback()
+
+        async def b() -> None:
+            await a_inserted.wait()
+            await insert(conn, "from-b")
+            await conn.commit()
+
+        await asyncio.gather(a(), b())
+    finally:
+        await conn.close()
+    # A failed and rolled back, yet its row was committed by B: the bug the lock prevents.
+    assert names_sync(migrated.database_path) == {"from-a", "from-b"}
+
+
+async def test_transactions_of_two_coroutines_never_interleave(database: Database) -> None:
+    a_inserted = asyncio.Event()
+    order: list[str] = []
+
+    async def a() -> None:
+        with pytest.raises(Boom):
+            async with database.transaction() as conn:
+                await insert(conn, "from-a")
+                a_inserted.set()
+                await asyncio.sleep(0.05)
+                order.append("a-raises")
+                raise Boom
+
+    async def b() -> None:
+        await a_inserted.wait()
+        async with database.transaction() as conn:
+            order.append("b-runs")
+            await insert(conn, "from-b")
+
+    await asyncio.wait_for(asyncio.gather(a(), b()), 5)
+    assert order == ["a-raises", "b-runs"]  # B's unit of work waited for A's to end
+    assert await names(database) == {"from-b"}
+
+
+async def test_many_concurrent_units_of_work_all_commit(database: Database) -> None:
+    async def work(i: int) -> None:
+        async with database.transaction() as conn:
+            await insert(conn, f"p{i:02d}")
+            await asyncio.sleep(0)
+            await insert(conn, f"q{i:02d}")
+
+    await asyncio.wait_for(asyncio.gather(*(work(i) for i in range(20))), 10)
+    assert len(await names(database)) == 40
+
+
+# --- cancellation -------------------------------------------------------------------------
+
+
+async def test_cancelled_mid_transaction_rolls_back_and_does_not_wedge(
+    database: Database, migrated: Settings
+) -> None:
+    inserted = asyncio.Event()
+
+    async def work() -> None:
+        async with database.transaction() as conn:
+            await insert(conn, "cancelled")
+            inserted.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(work())
+    await asyncio.wait_for(inserted.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def next_unit() -> None:
+        async with database.transaction() as conn:
+            await insert(conn, "after")
+
+    await asyncio.wait_for(next_unit(), 5)
+    assert await names(database) == {"after"}
+    assert names_sync(migrated.database_path) == {"after"}
+
+
+async def test_cancelled_while_waiting_for_the_writer(database: Database) -> None:
+    holder_inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with database.transaction() as conn:
+            holder_inside.set()
+            await insert(conn, "holder")
+            await release.wait()
+
+    async def waiter() -> None:
+        async with database.transaction() as conn:
+            await insert(conn, "waiter")
+
+    holding = asyncio.create_task(holder())
+    await asyncio.wait_for(holder_inside.wait(), 5)
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # it is queued behind the holder
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    await asyncio.wait_for(holding, 5)
+
+    async def next_unit() -> None:
+        async with database.transaction() as conn:
+            await insert(conn, "after")
+
+    await asyncio.wait_for(next_unit(), 5)
+    assert await names(database) == {"holder", "after"}
+
+
+async def test_cancelled_while_begin_waits_for_another_process(
+    database: Database, migrated: Settings
+) -> None:
+    """BEGIN IMMEDIATE waits in busy_timeout while another process writes; cancel it there."""
+    other = sqlite3.connect(migrated.database_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+
+        async def work() -> None:
+            async with database.transaction() as conn:
+                await insert(conn, "cancelled")
+
+        task = asyncio.create_task(work())
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        task.cancel()
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")  # now the cancelled task's BEGIN goes through on its thread
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+    finally:
+        other.close()
+
+    async def next_unit() -> None:
+        async with database.transaction() as conn:
+            await insert(conn, "after")
+
+    await asyncio.wait_for(next_unit(), 5)
+    assert names_sync(migrated.database_path) == {"after"}
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+async def test_snapshot_read_sees_one_consistent_state(database: Database) -> None:
+    async with database.transaction() as conn:
+        await insert(conn, "first")
+
+    async def add(name: str) -> None:
+        async with database.transaction() as conn:
+            await insert(conn, name)
+
+    async with database.read(snapshot=True) as reader:
+        before = await reader.execute_fetchall("SELECT count(*) FROM products")
+        await asyncio.wait_for(add("second"), 5)
+        after = await reader.execute_fetchall("SELECT count(*) FROM products")
+        listed = await reader.execute_fetchall("SELECT name FROM products")
+    assert before[0][0] == after[0][0] == 1
+    assert [row[0] for row in listed] == ["first"]
+    assert await names(database) == {"first", "second"}
+
+
+async def test_snapshot_read_cancelled_at_its_start_leaves_no_stale_reader(
+    migrated: Settings,
+) -> None:
+    """A snapshot read cancelled while its BEGIN is on the reader's thread: the reader must
+    go back to the pool outside any transaction (else later reads see stale data)."""
+    database = await Database.open(
+        migrated.database_path, readers=1, synchronous=Synchronous.NORMAL
+    )
+    try:
+
+        async def snapshot_count() -> int:
+            async with database.read(snapshot=True) as reader:
+                rows = await reader.execute_fetchall("SELECT count(*) FROM products")
+            return int(rows[0][0])
+
+        task = asyncio.create_task(snapshot_count())
+        await asyncio.sleep(0)  # the task now waits for its BEGIN
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async with database.transaction() as conn:
+            await insert(conn, "fresh")
+        assert await asyncio.wait_for(snapshot_count(), 5) == 1
+        assert await names(database) == {"fresh"}
+    finally:
+        await database.close()
+
+
+async def test_plain_read_sees_each_commit(database: Database) -> None:
+    """Control for the snapshot test: without snapshot the second statement sees the commit."""
+
+    async def add(name: str) -> None:
+        async with database.transaction() as conn:
+            await insert(conn, name)
+
+    async with database.read() as reader:
+        before = await reader.execute_fetchall("SELECT count(*) FROM products")
+        await asyncio.wait_for(add("second"), 5)
+        after = await reader.execute_fetchall("SELECT count(*) FROM products")
+    assert (before[0][0], after[0][0]) == (0, 1)
+
+
+async def test_reads_proceed_while_a_write_transaction_is_open(database: Database) -> None:
+    async with database.transaction() as conn:
+        await insert(conn, "committed")
+
+    holder_inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def long_write() -> None:
+        async with database.transaction() as conn:
+            await insert(conn, "uncommitted")
+            holder_inside.set()
+            await release.wait()
+
+    writing = asyncio.create_task(long_write())
+    try:
+        await asyncio.wait_for(holder_inside.wait(), 5)
+        started = time.perf_counter()
+        seen = await asyncio.wait_for(names(database), 2)
+        assert time.perf_counter() - started < 1
+        assert not writing.done()  # the write transaction was open all along
+        assert seen == {"committed"}  # and its uncommitted row is invisible
+    finally:
+        release.set()
+        await asyncio.wait_for(writing, 5)
+    assert await names(database) == {"committed", "uncommitted"}
+
+
+async def test_readers_cannot_write(database: Database) -> None:
+    async with database.read() as reader:
+        with pytest.raises(sqlite3.OperationalError):
+            await insert(reader, "sneaky")
+    assert await names(database) == set()
+
+
+# --- pragmas ------------------------------------------------------------------------------
+
+
+async def pragma(conn: aiosqlite.Connection, name: str) -> object:
+    rows = await conn.execute_fetchall(f"PRAGMA {name}")
+    return rows[0][0]
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [(Synchronous.NORMAL, 1), (Synchronous.FULL, 2)])
+async def test_pragmas_are_in_force_on_every_connection(
+    migrated: Settings, synchronous: Synchronous, level: int
+) -> None:
+    database = await Database.open(migrated.database_path, readers=3, synchronous=synchronous)
+    try:
+        connections: list[aiosqlite.Connection] = []
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(3):  # hold every reader at once, so each is checked
+                connections.append(await stack.enter_async_context(database.read()))
+            assert len({id(c) for c in connections}) == 3
+            writer = await stack.enter_async_context(database.transaction())
+            for conn in [writer, *connections]:
+                assert str(await pragma(conn, "journal_mode")).lower() == "wal"
+                assert await pragma(conn, "foreign_keys") == 1
+                assert await pragma(conn, "busy_timeout") == BUSY_TIMEOUT_MS
+                assert await pragma(conn, "synchronous") == level
+            for conn in connections:
+                assert await pragma(conn, "query_only") == 1
+            assert await pragma(writer, "query_only") == 0
+    finally:
+        await database.close()
+    assert BUSY_TIMEOUT_MS >= 1000
+
+
+# --- close --------------------------------------------------------------------------------
+
+
+async def test_close_stops_every_connection_thread(migrated: Settings) -> None:
+    """aiosqlite's threads are not daemons: one left running would hang the process exit."""
+    before = set(threading.enumerate())
+    baseline = threading.active_count()
+    database = await Database.open(
+        migrated.database_path, readers=4, synchronous=Synchronous.NORMAL
+    )
+    try:
+        opened = set(threading.enumerate()) - before
+        assert len(opened) >= 5  # one thread per connection: the writer and 4 readers
+        assert not any(thread.daemon for thread in opened)
+        async with database.transaction() as conn:
+            await insert(conn, "xx")
+        assert await names(database) == {"xx"}
+    finally:
+        await database.close()
+    deadline = time.monotonic() + 2
+    while any(t.is_alive() for t in opened) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert not [t for t in opened if t.is_alive()]
+    assert threading.active_count() <= baseline
+
+
+async def test_close_waits_for_the_unit_of_work_in_progress(migrated: Settings) -> None:
+    database = await Database.open(
+        migrated.database_path, readers=1, synchronous=Synchronous.NORMAL
+    )
+    inside = asyncio.Event()
+
+    async def work() -> None:
+        async with database.transaction() as conn:
+            inside.set()
+            await asyncio.sleep(0.05)
+            await insert(conn, "finished")
+
+    task = asyncio.create_task(work())
+    await inside.wait()
+    await asyncio.wait_for(database.close(), 5)
+    await task
+    assert names_sync(migrated.database_path) == {"finished"}
+
+
+async def test_open_creates_missing_parent_directory(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "db.sqlite"
+    migrations.apply_pending(path)
+    database = await Database.open(path, readers=1, synchronous=Synchronous.NORMAL)
+    await database.close()
+    assert path.exists()

@@ -1,0 +1,176 @@
+"""Settings.from_env: defaults, booleans, and refusals that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import ProductWriteAccess, Settings, SettingsError, Synchronous
+
+GOOD_KEY = "k" * 40
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.database_path == Path("./products.db")
+    assert settings.database_url == "sqlite:///products.db"
+    assert settings.database_synchronous is Synchronous.NORMAL
+    assert settings.log_file == Path("logs/app.log")
+    assert settings.log_level == "INFO"
+    assert settings.log_json is False
+    assert settings.log_stderr is True
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.request_timeout_seconds == 30
+    assert settings.secret_key is None
+    assert settings.access_token_expire_minutes == 60
+    assert settings.open_signup is True
+    assert settings.product_write_access is ProductWriteAccess.PUBLIC
+    assert settings.login_max_failures == 10
+    assert settings.login_failure_window_seconds == 900
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({"PATH": "/bin", "HOME": "/root", "LANG": "C"}) == Settings()
+
+
+def test_values_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "HOST": "10.1.2.3",
+            "PORT": "8080",
+            "DATABASE_PATH": "/data/app.db",
+            "DATABASE_SYNCHRONOUS": "full",
+            "LOG_FILE": "/var/log/app.log",
+            "LOG_LEVEL": "debug",
+            "MAX_BODY_BYTES": "2048",
+            "REQUEST_TIMEOUT_SECONDS": "2.5",
+            "SECRET_KEY": GOOD_KEY,
+            "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
+            "PRODUCT_WRITE_ACCESS": "SuperUser",
+            "LOGIN_MAX_FAILURES": "3",
+            "LOGIN_FAILURE_WINDOW_SECONDS": "60",
+        }
+    )
+    assert settings.host == "10.1.2.3"
+    assert settings.port == 8080
+    assert settings.database_path == Path("/data/app.db")
+    assert settings.database_url == "sqlite:////data/app.db"  # absolute: four slashes
+    assert settings.database_synchronous is Synchronous.FULL
+    assert settings.log_file == Path("/var/log/app.log")
+    assert settings.log_level == "DEBUG"
+    assert settings.max_body_bytes == 2048
+    assert settings.request_timeout_seconds == 2.5
+    assert settings.secret_key == GOOD_KEY
+    assert settings.access_token_expire_minutes == 15
+    assert settings.product_write_access is ProductWriteAccess.SUPERUSER
+    assert settings.login_max_failures == 3
+    assert settings.login_failure_window_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("0", False),
+        ("true", True),
+        ("false", False),
+        ("yes", True),
+        ("no", False),
+        ("on", True),
+        ("off", False),
+        ("TRUE", True),
+        ("False", False),
+        ("Yes", True),
+        ("OFF", False),
+        (" on ", True),
+    ],
+)
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [("LOG_JSON", "log_json"), ("LOG_STDERR", "log_stderr"), ("OPEN_SIGNUP", "open_signup")],
+)
+def test_booleans(variable: str, field: str, raw: str, expected: bool) -> None:
+    assert getattr(Settings.from_env({variable: raw}), field) is expected
+
+
+@pytest.mark.parametrize("raw", ["2", "-1", "maybe", "y", "n", "enabled", "truee", "1.0"])
+@pytest.mark.parametrize("variable", ["LOG_JSON", "LOG_STDERR", "OPEN_SIGNUP"])
+def test_bad_boolean_is_refused_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    message = str(caught.value)
+    assert variable in message
+    assert "true" in message.lower()  # says what it accepts
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "0"),
+        ("PORT", "65536"),
+        ("PORT", "-1"),
+        ("PORT", "80.5"),
+        ("PORT", "8o80"),
+        ("LOG_LEVEL", "LOUD"),
+        ("LOG_LEVEL", "verbose"),
+        ("DATABASE_SYNCHRONOUS", "OFF"),
+        ("DATABASE_SYNCHRONOUS", "extra-safe"),
+        ("DATABASE_READERS", "0"),
+        ("DATABASE_READERS", "many"),
+        ("MAX_BODY_BYTES", "1MB"),
+        ("MAX_BODY_BYTES", "0"),
+        ("REQUEST_TIMEOUT_SECONDS", "0"),
+        ("REQUEST_TIMEOUT_SECONDS", "-5"),
+        ("REQUEST_TIMEOUT_SECONDS", "soon"),
+        ("REQUEST_TIMEOUT_SECONDS", "nan"),
+        ("REQUEST_TIMEOUT_SECONDS", "inf"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "0"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "an hour"),
+        ("PRODUCT_WRITE_ACCESS", "admin"),
+        ("LOGIN_MAX_FAILURES", "0"),
+        ("LOGIN_FAILURE_WINDOW_SECONDS", "-1"),
+    ],
+)
+def test_bad_value_is_refused_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    assert variable in str(caught.value)
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+@pytest.mark.parametrize("key", ["short", "x" * 31, "a-secret-of-thirty-one-bytes-xx"])
+def test_short_secret_key_is_refused_without_echoing_it(key: str) -> None:
+    assert len(key.encode()) < 32
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"SECRET_KEY": key})
+    message = str(caught.value)
+    assert "SECRET_KEY" in message
+    assert "32" in message
+    assert key not in message
+    assert key not in repr(caught.value)
+    assert caught.value.__cause__ is None or key not in str(caught.value.__cause__)
+    assert caught.value.__suppress_context__ or caught.value.__context__ is None
+
+
+@pytest.mark.parametrize("key", ["x" * 32, "ключ" * 4, GOOD_KEY])
+def test_secret_key_of_32_bytes_or_more_is_accepted(key: str) -> None:
+    assert len(key.encode()) >= 32
+    assert Settings.from_env({"SECRET_KEY": key}).secret_key == key
+
+
+def test_multibyte_key_is_measured_in_bytes() -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env({"SECRET_KEY": "ключ" * 3 + "abcdefg"})  # 31 bytes, 19 characters
+
+
+def test_empty_values_mean_the_default() -> None:
+    settings = Settings.from_env({"PORT": "", "LOG_JSON": "", "SECRET_KEY": ""})
+    assert (settings.port, settings.log_json, settings.secret_key) == (8000, False, None)
