@@ -9,16 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
-from service import keys, log, middlewares, migrations, tokens
-from service.auth import Access, authenticate
+from service import housekeeping, keys, log, middlewares, migrations, tokens
+from service.auth import authenticate
 from service.db import Database
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
-from service.routes import health, login, products, users
+from service.routes import health, login, products, sessions, users
 from service.settings import Settings
 from service.validation import validate_requests
 
-ROUTE_TABLES = (login.routes, users.routes, products.routes, health.routes)
+ROUTE_TABLES = (login.routes, sessions.routes, users.routes, products.routes, health.routes)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -35,7 +35,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids()
-    app.cleanup_ctx.extend([_logging, _database, _passwords, _token_key])
+    app.cleanup_ctx.extend(
+        [_logging, _database, _passwords, _token_key, housekeeping.purge_periodically]
+    )
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
     setup_openapi(app, settings)
@@ -99,7 +101,8 @@ def _undocumented(handler: Any) -> Callable[[web.Request], Awaitable[web.StreamR
         response: web.StreamResponse = await handler(request)
         return response
 
-    # The auth and validation middlewares read these from the matched handler.
-    alias.__schemas__ = getattr(handler, "__schemas__", [])  # type: ignore[attr-defined]
-    alias.__access__ = getattr(handler, "__access__", Access.PUBLIC)  # type: ignore[attr-defined]
+    # The auth and validation middlewares read the handler's marks (__access__, __schemas__).
+    alias.__dict__.update(
+        {name: value for name, value in vars(handler).items() if name != "__apispec__"}
+    )
     return alias

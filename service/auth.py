@@ -8,6 +8,7 @@ before the body is validated: 401 before 403 before 422, as the contract orders 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from service import keys, tokens
 from service.errors import Forbidden, Unauthorized
 from service.middlewares import Handler
-from service.queries import users
+from service.queries import sessions, users
 from service.queries.users import User
 from service.settings import ProductWriteAccess
 
@@ -65,10 +66,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     settings = request.app[keys.SETTINGS]
     access = effective_access(request.match_info.handler, settings.product_write_access)
     header = request.headers.get("Authorization")
-    user = None
+    user, session_id = None, None
     if access is not Access.PUBLIC and header is not None:
-        user = await _user_from_header(request, header)
+        user, session_id = await _caller_from_header(request, header)
     request[keys.CURRENT_USER] = user
+    request[keys.CURRENT_SESSION] = session_id
     if access is not Access.PUBLIC:
         if user is None:
             raise Unauthorized("not_authenticated")
@@ -87,7 +89,15 @@ def current_user(request: web.Request) -> User:
     return user
 
 
-async def _user_from_header(request: web.Request, header: str) -> User:
+def current_session(request: web.Request) -> str:
+    """The id of the session the caller's access token belongs to."""
+    session_id = request[keys.CURRENT_SESSION]
+    if session_id is None:
+        raise Unauthorized("not_authenticated")
+    return session_id
+
+
+async def _caller_from_header(request: web.Request, header: str) -> tuple[User, str]:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("invalid_credentials")
@@ -97,7 +107,13 @@ async def _user_from_header(request: web.Request, header: str) -> User:
         raise Unauthorized("invalid_credentials") from None
     async with request.app[keys.DATABASE].read() as conn:
         user = await users.get_by_id(conn, user_id=claims.user_id)
-    # A deleted user, or a token older than the last password change.
-    if user is None or user.token_version != claims.token_version:
-        raise Unauthorized("invalid_credentials")
-    return user
+        # A deleted user, or a token older than the last password change.
+        if user is None or user.token_version != claims.token_version:
+            raise Unauthorized("invalid_credentials")
+        # A session ended by logout, by theft detection, or by an administrator. (An
+        # inactive user's sessions were ended too; he is told 403 "Inactive user".)
+        if user.is_active and not await sessions.is_open(
+            conn, session_id=claims.session_id, user_id=user.id, now=time.time()
+        ):
+            raise Unauthorized("invalid_credentials")
+    return user, claims.session_id

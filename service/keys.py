@@ -17,3 +17,4 @@ PASSWORDS = web.AppKey("passwords", PasswordHasher)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CURRENT_USER = web.RequestKey[User | None]("current_user")
+CURRENT_SESSION = web.RequestKey[str | None]("current_session")

@@ -36,6 +36,11 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Должен остаться хотя бы один активный суперпользователь",
     ),
     "incorrect_password": ("Incorrect password", "Неверный пароль"),
+    "invalid_refresh_token": (
+        "The refresh token is invalid, expired or already used",
+        "Токен обновления недействителен, истёк или уже использован",
+    ),
+    "session_not_found": ("Session not found", "Сеанс не найден"),
     "current_password_required": (
         "current_password is required to change your own password",
         "Для смены своего пароля нужен current_password",

@@ -52,6 +52,8 @@ class Settings:
     request_timeout_seconds: float = 30.0
     secret_key: str | None = None
     access_token_expire_minutes: int = 60
+    refresh_token_expire_days: float = 14.0
+    session_purge_interval_seconds: float = 600.0
     open_signup: bool = True
     product_write_access: ProductWriteAccess = ProductWriteAccess.PUBLIC
     login_max_failures: int = 10
@@ -88,6 +90,14 @@ class Settings:
                 "ACCESS_TOKEN_EXPIRE_MINUTES",
                 _int_between(1, 525600),
                 defaults.access_token_expire_minutes,
+            ),
+            refresh_token_expire_days=reader.get(
+                "REFRESH_TOKEN_EXPIRE_DAYS", _days, defaults.refresh_token_expire_days
+            ),
+            session_purge_interval_seconds=reader.get(
+                "SESSION_PURGE_INTERVAL_SECONDS",
+                _positive_float,
+                defaults.session_purge_interval_seconds,
             ),
             open_signup=reader.get("OPEN_SIGNUP", parse_bool, defaults.open_signup),
             product_write_access=reader.get(
@@ -161,6 +171,16 @@ def _positive_float(raw: str) -> float:
         raise ValueError("expected a number of seconds") from None
     if not 0 < value < 86400:
         raise ValueError("expected a number of seconds above 0 and below 86400")
+    return value
+
+
+def _days(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of days, such as 14 or 0.5") from None
+    if not 0 < value <= 3650:
+        raise ValueError("expected a number of days above 0 and at most 3650")
     return value
 
 

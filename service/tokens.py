@@ -1,7 +1,8 @@
-"""Access tokens: HS256 JWTs carrying the user id and the user's token version."""
+"""Access tokens (HS256 JWTs: user id, token version, session id) and opaque refresh tokens."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -25,6 +26,7 @@ class InvalidToken(Exception):
 class AccessClaims:
     user_id: int
     token_version: int
+    session_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +35,18 @@ class IssuedToken:
     expires_in: int
 
 
-def issue(*, user_id: int, token_version: int, key: str, lifetime_seconds: int) -> IssuedToken:
-    """A signed access token for the user, valid for `lifetime_seconds`."""
+def issue(
+    *, user_id: int, token_version: int, session_id: str, key: str, lifetime_seconds: int
+) -> IssuedToken:
+    """A signed access token for the user's session, valid for `lifetime_seconds`."""
     now = int(time.time())
-    claims = {"sub": str(user_id), "ver": token_version, "iat": now, "exp": now + lifetime_seconds}
+    claims = {
+        "sub": str(user_id),
+        "ver": token_version,
+        "sid": session_id,
+        "iat": now,
+        "exp": now + lifetime_seconds,
+    }
     return IssuedToken(_jwt.encode(claims, key, algorithm=ALGORITHM), lifetime_seconds)
 
 
@@ -44,7 +54,10 @@ def decode(token: str, *, key: str) -> AccessClaims:
     """The claims of a valid token; InvalidToken for anything else."""
     try:
         claims = _jwt.decode(
-            token, key, algorithms=[ALGORITHM], options={"require": ["sub", "iat", "exp", "ver"]}
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "iat", "exp", "ver", "sid"]},
         )
     except jwt.PyJWTError as error:  # InvalidKeyError is not an InvalidTokenError
         raise InvalidToken(type(error).__name__) from None
@@ -55,7 +68,24 @@ def decode(token: str, *, key: str) -> AccessClaims:
         raise InvalidToken("sub")
     if not isinstance(version, int) or isinstance(version, bool):
         raise InvalidToken("ver")
-    return AccessClaims(user_id=user_id, token_version=version)
+    if not isinstance(claims["sid"], str):
+        raise InvalidToken("sid")
+    return AccessClaims(user_id=user_id, token_version=version, session_id=claims["sid"])
+
+
+def new_session_id() -> str:
+    """A session's public, opaque id (the `sid` claim)."""
+    return secrets.token_urlsafe(16)
+
+
+def new_refresh_token() -> str:
+    """An opaque refresh token: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def refresh_token_hash(token: str) -> str:
+    """What the database keeps of a refresh token: its SHA-256 (it is random, no salt needed)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def load_or_create_key(configured: str | None, database_path: Path) -> str:

@@ -9,8 +9,8 @@ names to messages, whatever the location (json, form, querystring).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -21,6 +21,8 @@ from service.errors import RequestValidationError
 from service.jsonbody import read_json
 from service.middlewares import Handler
 
+F = TypeVar("F", bound=Callable[..., Any])
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 BODY = "data"  # where a route finds its parsed JSON body; other locations use put_into
 
 
@@ -30,14 +32,25 @@ def validate_requests(*, max_body_bytes: int) -> Middleware:
 
     @web.middleware
     async def validate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        for declared in getattr(request.match_info.handler, "__schemas__", ()):
+        handler_declared = request.match_info.handler
+        form_too = getattr(handler_declared, "__form_too__", False)
+        for declared in getattr(handler_declared, "__schemas__", ()):
+            location = declared["location"]
+            if form_too and location == "json":
+                location = "json_or_form"
             parsed = await parser.parse(
-                declared["schema"], request, location=declared["location"], unknown=None
+                declared["schema"], request, location=location, unknown=None
             )
             request[declared["put_into"] or BODY] = parsed
         return await handler(request)
 
     return validate
+
+
+def accepts_form_too(handler: F) -> F:
+    """Let a route's JSON body arrive as a urlencoded form as well (OAuth2 style)."""
+    handler.__form_too__ = True  # type: ignore[attr-defined]
+    return handler
 
 
 class StrictParser(AIOHTTPParser):
@@ -49,6 +62,11 @@ class StrictParser(AIOHTTPParser):
 
     async def load_json(self, req: web.Request, schema: Schema) -> object:
         return await read_json(req, max_bytes=self._max_body_bytes)
+
+    async def load_json_or_form(self, req: web.Request, schema: Schema) -> Any:
+        if req.content_type in _FORM_TYPES:
+            return await self.load_form(req, schema)
+        return await self.load_json(req, schema)
 
     def handle_error(
         self,

@@ -2,8 +2,9 @@
 
 Users are created straight through the query module with one password hash computed per
 session (argon2 costs ~0.1 s), and tokens are crafted with PyJWT exactly as the contract
-describes them (HS256, `sub`, `ver`, `iat`, `exp`), so that a test pays for hashing only
-where the route under test hashes.
+describes them (HS256, `sub`, `ver`, `sid`, `iat`, `exp`), so that a test pays for hashing
+only where the route under test hashes. Every user made here gets one open session,
+`session_id(user_id)`, which the crafted tokens name.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pwdlib import PasswordHash
 
+from service import tokens
 from service.db import Database
+from service.queries import sessions as session_queries
 from service.queries import users as user_queries
 from service.queries.users import User
 from tests.conftest import TEST_SECRET_KEY
@@ -64,9 +67,9 @@ async def make_user(
     full_name: str | None = None,
     hashed_password: str | None = None,
 ) -> User:
-    """Insert a user whose password is PASSWORD (unless another hash is given)."""
+    """Insert a user whose password is PASSWORD (unless another hash is given), with a session."""
     async with database.transaction() as conn:
-        return await user_queries.create_user(
+        user = await user_queries.create_user(
             conn,
             username=username,
             hashed_password=hashed_password or password_hash(),
@@ -75,6 +78,13 @@ async def make_user(
             is_active=is_active,
             is_superuser=is_superuser,
         )
+    await _ensure_session(database, user.id)
+    return user
+
+
+def session_id(user_id: int) -> str:
+    """The id of the session make_user opened for the user."""
+    return f"test-session-{user_id}"
 
 
 async def user_row(database: Database, user_id: int) -> dict[str, Any] | None:
@@ -119,6 +129,7 @@ def token_claims(user_id: int, token_version: int, **overrides: object) -> dict[
     claims: dict[str, object] = {
         "sub": str(user_id),
         "ver": token_version,
+        "sid": session_id(user_id),
         "iat": now,
         "exp": now + 3600,
     }
@@ -135,10 +146,32 @@ def claims_token(
 
 
 async def token_for(database: Database, user_id: int, **overrides: object) -> str:
-    """A valid token for the user as he is stored now (current token version)."""
+    """A valid token for the user as he is stored now (current token version).
+
+    A user created over the API gets his test session here; an ended one stays ended.
+    """
     row = await user_row(database, user_id)
     version = row["token_version"] if row is not None else 1
+    if row is not None:
+        await _ensure_session(database, user_id)
     return claims_token(user_id, version, **overrides)
+
+
+async def _ensure_session(database: Database, user_id: int) -> None:
+    async with database.transaction() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT 1 FROM sessions WHERE id = ?", (session_id(user_id),)
+        )
+        if not rows:
+            await session_queries.create_session(
+                conn,
+                session_id=session_id(user_id),
+                user_id=user_id,
+                refresh_token_hash=tokens.refresh_token_hash(tokens.new_refresh_token()),
+                expires_at=time.time() + 3600,
+                user_agent="tests",
+                client="127.0.0.1",
+            )
 
 
 def bearer(token: str) -> dict[str, str]:

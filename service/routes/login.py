@@ -5,23 +5,26 @@ from __future__ import annotations
 import math
 import time
 
+import aiosqlite
 from aiohttp import web
-from aiohttp_apispec import docs, form_schema, response_schema
+from aiohttp_apispec import docs, form_schema, request_schema, response_schema
 from loguru import logger
 
 from service import keys, log, tokens
-from service.auth import Access, current_user, requires
+from service.auth import Access, current_session, current_user, requires
 from service.errors import ApiError, BadRequest, Unauthorized
 from service.openapi import error_responses
-from service.queries import login_failures, users
+from service.queries import login_failures, sessions, users
 from service.queries.users import User
 from service.responses import json_response
 from service.routes.users import user_json
-from service.schemas.users import LoginFormSchema, TokenSchema, UserSchema
+from service.schemas.users import LoginFormSchema, RefreshSchema, TokenSchema, UserSchema
+from service.validation import accepts_form_too
 
 routes = web.RouteTableDef()
 
 _MAX_KEY_CHARS = 128  # throttling key: longer usernames cannot exist anyway
+_MAX_USER_AGENT = 256
 
 
 @routes.post("/login/access-token")
@@ -49,21 +52,90 @@ async def login_access_token(request: web.Request) -> web.Response:
             f"failed login for {log.escape(username[:_MAX_KEY_CHARS])!r}"
         )
         raise Unauthorized("incorrect_login")
+    if not user.is_active:
+        async with request.app[keys.DATABASE].transaction() as conn:
+            await login_failures.clear_failures(conn, **throttle_key)
+        raise BadRequest("inactive_user")
+    session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
     async with request.app[keys.DATABASE].transaction() as conn:
         await login_failures.clear_failures(conn, **throttle_key)
+        await sessions.create_session(
+            conn,
+            session_id=session_id,
+            user_id=user.id,
+            refresh_token_hash=tokens.refresh_token_hash(refresh_token),
+            expires_at=_refresh_expiry(request),
+            user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
+            client=request.remote,
+        )
+    return _token_response(request, user, session_id, refresh_token)
+
+
+@routes.post("/login/refresh")
+@docs(
+    tags=["login"],
+    summary="Trade a refresh token for new access and refresh tokens",
+    description="The refresh token rotates: the one sent is spent. Presenting a spent one "
+    "again is treated as theft: 401, and its whole session ends. Form or JSON body.",
+    consumes=["application/json", "application/x-www-form-urlencoded"],
+    responses=error_responses(400, 401, 415, 422),
+)
+@accepts_form_too
+@request_schema(RefreshSchema)
+@response_schema(TokenSchema, 200, description="New tokens (Cache-Control: no-store)")
+async def refresh(request: web.Request) -> web.Response:
+    token_hash = tokens.refresh_token_hash(request["data"]["refresh_token"])
+    new_token = tokens.new_refresh_token()
+    user: User | None = None
+    async with request.app[keys.DATABASE].transaction() as conn:
+        session = await sessions.by_refresh_hash(conn, token_hash=token_hash)
+        if session is None:
+            await _end_session_if_replayed(request, conn, token_hash)
+        elif session.is_open(time.time()):
+            user = await users.get_by_id(conn, user_id=session.user_id)
+            if user is not None and user.is_active:
+                await sessions.rotate(
+                    conn,
+                    session_id=session.id,
+                    new_hash=tokens.refresh_token_hash(new_token),
+                    expires_at=_refresh_expiry(request),
+                )
+    # Raised after the unit of work, so that ending a replayed session is committed.
+    if session is None or user is None:
+        raise Unauthorized("invalid_refresh_token")
     if not user.is_active:
         raise BadRequest("inactive_user")
-    settings = request.app[keys.SETTINGS]
-    issued = tokens.issue(
-        user_id=user.id,
-        token_version=user.token_version,
-        key=request.app[keys.TOKEN_KEY],
-        lifetime_seconds=settings.access_token_expire_minutes * 60,
-    )
-    return json_response(
-        {"access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in},
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-    )
+    return _token_response(request, user, session.id, new_token)
+
+
+async def _end_session_if_replayed(
+    request: web.Request, conn: aiosqlite.Connection, token_hash: str
+) -> None:
+    """A spent refresh token presented again means theft: end its session for everyone."""
+    replayed = await sessions.session_of_spent_token(conn, token_hash=token_hash)
+    if replayed is not None:
+        await sessions.end_session_by_id(conn, session_id=replayed)
+        logger.bind(request_id=request[keys.REQUEST_ID]).warning(
+            "a spent refresh token was presented again; its session ended"
+        )
+
+
+@routes.post("/logout")
+@docs(
+    tags=["login"],
+    summary="Log out: end the current session",
+    description="Its access token is refused from the next request on, and its refresh "
+    "token no longer refreshes.",
+    responses={"204": {"description": "Logged out"}, **error_responses(401, 403)},
+)
+@requires(Access.USER)
+async def logout(request: web.Request) -> web.Response:
+    me = current_user(request)
+    async with request.app[keys.DATABASE].transaction() as conn:
+        await sessions.end_session(
+            conn, session_id=current_session(request), user_id=me.id, now=time.time()
+        )
+    return web.Response(status=204)
 
 
 @routes.post("/login/test-token")
@@ -76,6 +148,29 @@ async def login_access_token(request: web.Request) -> web.Response:
 @response_schema(UserSchema, 200, description="The token's user")
 async def test_token(request: web.Request) -> web.Response:
     return json_response(user_json(current_user(request)))
+
+
+def _token_response(
+    request: web.Request, user: User, session_id: str, refresh_token: str
+) -> web.Response:
+    issued = tokens.issue(
+        user_id=user.id,
+        token_version=user.token_version,
+        session_id=session_id,
+        key=request.app[keys.TOKEN_KEY],
+        lifetime_seconds=request.app[keys.SETTINGS].access_token_expire_minutes * 60,
+    )
+    body = {
+        "access_token": issued.token,
+        "token_type": "bearer",
+        "expires_in": issued.expires_in,
+        "refresh_token": refresh_token,
+    }
+    return json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _refresh_expiry(request: web.Request) -> float:
+    return time.time() + request.app[keys.SETTINGS].refresh_token_expire_days * 86400
 
 
 async def _authenticate(request: web.Request, username: str, password: str) -> User | None:
@@ -117,4 +212,3 @@ async def _record_failure(request: web.Request, throttle_key: dict[str, str]) ->
     async with request.app[keys.DATABASE].transaction() as conn:
         now = time.time()
         await login_failures.record_failure(conn, **throttle_key, now=now, window=window)
-        await login_failures.purge_expired(conn, now=now, window=window)

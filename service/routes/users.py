@@ -9,11 +9,11 @@ from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, request_schema, response_schema
 
 from service import keys
-from service.auth import Access, current_user, requires
+from service.auth import Access, current_session, current_user, requires
 from service.errors import BadRequest, Conflict, Forbidden, NotFound, RequestValidationError
 from service.ids import parse_id
 from service.openapi import error_responses
-from service.queries import users
+from service.queries import sessions, users
 from service.queries.users import User, UsernameTaken
 from service.responses import json_response
 from service.schemas.users import (
@@ -132,7 +132,9 @@ async def change_my_password(request: web.Request) -> web.Response:
     await _check_current_password(request, me, data["current_password"])
     new_hash = await request.app[keys.PASSWORDS].hash(data["new_password"])
     async with request.app[keys.DATABASE].transaction() as conn:
-        await _update(conn, me, {"hashed_password": new_hash})
+        await _update(
+            conn, me, {"hashed_password": new_hash}, keep_session=current_session(request)
+        )
     return web.Response(status=204)
 
 
@@ -204,7 +206,8 @@ async def update_user(request: web.Request) -> web.Response:
         target = await users.get_by_id(conn, user_id=user_id)
         if target is None:
             raise NotFound("user_not_found")
-        updated = await _update(conn, target, data)
+        own_session = current_session(request) if target.id == me.id else None
+        updated = await _update(conn, target, data, keep_session=own_session)
     return json_response(user_json(updated))
 
 
@@ -268,15 +271,29 @@ async def _create(request: web.Request, data: dict[str, Any]) -> User:
         raise Conflict("username_taken") from None
 
 
-async def _update(conn: aiosqlite.Connection, target: User, changes: dict[str, Any]) -> User:
-    """Change `target` inside the caller's unit of work, keeping every rule that spans users."""
+async def _update(
+    conn: aiosqlite.Connection,
+    target: User,
+    changes: dict[str, Any],
+    *,
+    keep_session: str | None = None,
+) -> User:
+    """Change `target` inside the caller's unit of work, keeping every rule that spans users.
+
+    A new password refuses the user's older access tokens; it, and a deactivation, also
+    end the user's sessions, except `keep_session` (the caller's own, changing himself).
+    """
     await _keep_a_superuser(conn, target, changes)
+    new_password = "hashed_password" in changes
     try:
-        return await users.update_user(
-            conn, current=target, changes=changes, revoke_tokens="hashed_password" in changes
+        updated = await users.update_user(
+            conn, current=target, changes=changes, revoke_tokens=new_password
         )
     except UsernameTaken:
         raise Conflict("username_taken") from None
+    if new_password or changes.get("is_active") is False:
+        await sessions.end_user_sessions(conn, user_id=target.id, keep=keep_session)
+    return updated
 
 
 async def _keep_a_superuser(

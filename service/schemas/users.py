@@ -126,3 +126,26 @@ class TokenSchema(Schema):
     access_token = fields.String(required=True)
     token_type = fields.String(required=True, metadata={"example": "bearer"})
     expires_in = fields.Integer(required=True, metadata={"example": 3600})
+    refresh_token = fields.String(
+        required=True, metadata={"description": "Opaque; spent by its first use"}
+    )
+
+
+class RefreshSchema(Schema):
+    refresh_token = Text(required=True, validate=validate.Length(min=1, max=512))
+
+
+class SessionSchema(Schema):
+    """One of the caller's open sessions: never a token."""
+
+    id = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(required=True)
+    user_agent = fields.String(required=True, allow_none=True)
+    client = fields.String(required=True, allow_none=True)
+    current = fields.Boolean(required=True, metadata={"description": "The caller's own"})
+
+
+class SessionListSchema(Schema):
+    data = fields.List(fields.Nested(SessionSchema), required=True)
+    count = fields.Integer(required=True)

@@ -1,0 +1,186 @@
+"""SQL for login sessions and their rotating refresh tokens (stored as hashes only)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import aiosqlite
+
+from service.clock import utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user_id: int
+    created_at: str
+    last_used_at: str
+    expires_at: float
+    ended_at: str | None
+    user_agent: str | None
+    client: str | None
+
+    def is_open(self, now: float) -> bool:
+        return self.ended_at is None and self.expires_at > now
+
+
+_COLUMNS = "id, user_id, created_at, last_used_at, expires_at, ended_at, user_agent, client"
+
+INSERT_SESSION = """
+INSERT INTO sessions (id, user_id, refresh_token_hash, created_at, last_used_at, expires_at,
+                      user_agent, client)
+VALUES (:id, :user_id, :refresh_token_hash, :now, :now, :expires_at, :user_agent, :client)
+"""
+
+SELECT_BY_REFRESH_HASH = f"SELECT {_COLUMNS} FROM sessions WHERE refresh_token_hash = :hash"
+
+SELECT_SESSION_OF_SPENT = "SELECT session_id FROM spent_refresh_tokens WHERE token_hash = :hash"
+
+INSERT_SPENT_HASH = """
+INSERT INTO spent_refresh_tokens (token_hash, session_id)
+SELECT refresh_token_hash, id FROM sessions WHERE id = :id
+"""
+
+ROTATE = """
+UPDATE sessions
+SET refresh_token_hash = :new_hash, last_used_at = :now, expires_at = :expires_at
+WHERE id = :id
+"""
+
+SELECT_OPEN_FOR_USER = f"""
+SELECT {_COLUMNS} FROM sessions
+WHERE user_id = :user_id AND ended_at IS NULL AND expires_at > :now
+ORDER BY created_at, id
+"""
+
+IS_OPEN = """
+SELECT 1 FROM sessions
+WHERE id = :id AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now
+"""
+
+END_SESSION = """
+UPDATE sessions SET ended_at = :now_text
+WHERE id = :id AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now
+"""
+
+END_SESSION_BY_ID = "UPDATE sessions SET ended_at = :now_text WHERE id = :id AND ended_at IS NULL"
+
+END_USER_SESSIONS = """
+UPDATE sessions SET ended_at = :now_text
+WHERE user_id = :user_id AND ended_at IS NULL AND id IS NOT :keep
+"""
+
+# Bounded: one purge run never holds the write lock for long.
+PURGE = """
+DELETE FROM sessions WHERE id IN (
+    SELECT id FROM sessions WHERE ended_at IS NOT NULL OR expires_at <= :now LIMIT :limit
+)
+"""
+
+
+async def create_session(
+    conn: aiosqlite.Connection,
+    *,
+    session_id: str,
+    user_id: int,
+    refresh_token_hash: str,
+    expires_at: float,
+    user_agent: str | None,
+    client: str | None,
+) -> None:
+    """Open a session for `user_id` whose refresh token hashes to `refresh_token_hash`."""
+    await conn.execute_fetchall(
+        INSERT_SESSION,
+        {
+            "id": session_id,
+            "user_id": user_id,
+            "refresh_token_hash": refresh_token_hash,
+            "now": utc_now(),
+            "expires_at": expires_at,
+            "user_agent": user_agent,
+            "client": client,
+        },
+    )
+
+
+async def by_refresh_hash(conn: aiosqlite.Connection, *, token_hash: str) -> Session | None:
+    """The session whose current refresh token hashes to `token_hash`, open or not."""
+    rows = await conn.execute_fetchall(SELECT_BY_REFRESH_HASH, {"hash": token_hash})
+    return _session(next(iter(rows))) if rows else None
+
+
+async def session_of_spent_token(conn: aiosqlite.Connection, *, token_hash: str) -> str | None:
+    """The id of the session an already-spent refresh token belonged to, or None."""
+    rows = await conn.execute_fetchall(SELECT_SESSION_OF_SPENT, {"hash": token_hash})
+    return str(next(iter(rows))[0]) if rows else None
+
+
+async def rotate(
+    conn: aiosqlite.Connection, *, session_id: str, new_hash: str, expires_at: float
+) -> None:
+    """Spend the session's current refresh token and give it a new one."""
+    await conn.execute_fetchall(INSERT_SPENT_HASH, {"id": session_id})
+    await conn.execute_fetchall(
+        ROTATE,
+        {"id": session_id, "new_hash": new_hash, "now": utc_now(), "expires_at": expires_at},
+    )
+
+
+async def list_open(conn: aiosqlite.Connection, *, user_id: int, now: float) -> list[Session]:
+    """The user's sessions that are neither ended nor expired, oldest first."""
+    rows = await conn.execute_fetchall(SELECT_OPEN_FOR_USER, {"user_id": user_id, "now": now})
+    return [_session(row) for row in rows]
+
+
+async def is_open(conn: aiosqlite.Connection, *, session_id: str, user_id: int, now: float) -> bool:
+    """Whether the user's session `session_id` is neither ended nor expired."""
+    rows = await conn.execute_fetchall(IS_OPEN, {"id": session_id, "user_id": user_id, "now": now})
+    return bool(rows)
+
+
+async def end_session(
+    conn: aiosqlite.Connection, *, session_id: str, user_id: int, now: float
+) -> bool:
+    """End the user's open session; False if it is not his, unknown or already over."""
+    cursor = await conn.execute(
+        END_SESSION, {"id": session_id, "user_id": user_id, "now": now, "now_text": utc_now()}
+    )
+    ended = cursor.rowcount > 0
+    await cursor.close()
+    return ended
+
+
+async def end_session_by_id(conn: aiosqlite.Connection, *, session_id: str) -> None:
+    """End a session whatever its owner (a stolen refresh token was replayed)."""
+    await conn.execute_fetchall(END_SESSION_BY_ID, {"id": session_id, "now_text": utc_now()})
+
+
+async def end_user_sessions(
+    conn: aiosqlite.Connection, *, user_id: int, keep: str | None = None
+) -> None:
+    """End every open session of the user, except `keep`."""
+    await conn.execute_fetchall(
+        END_USER_SESSIONS, {"user_id": user_id, "keep": keep, "now_text": utc_now()}
+    )
+
+
+async def purge(conn: aiosqlite.Connection, *, now: float, limit: int) -> int:
+    """Delete up to `limit` ended or expired sessions (their spent tokens go with them)."""
+    cursor = await conn.execute(PURGE, {"now": now, "limit": limit})
+    purged = cursor.rowcount
+    await cursor.close()
+    return purged
+
+
+def _session(row: sqlite3.Row) -> Session:
+    return Session(
+        id=row["id"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        expires_at=row["expires_at"],
+        ended_at=row["ended_at"],
+        user_agent=row["user_agent"],
+        client=row["client"],
+    )
