@@ -1,4 +1,4 @@
-"""Login (OAuth2 password flow) and token check."""
+"""Login (OAuth2 password flow), token check, refresh-token rotation and logout."""
 
 from __future__ import annotations
 
