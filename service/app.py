@@ -53,6 +53,9 @@ async def app_factory(argv: list[str] | None = None) -> web.Application:
     one line per request, so it is silenced. Run `yoyo apply` before starting them.
     """
     logging.getLogger("aiohttp.access").disabled = True
+    # `python -m aiohttp.web` sets stdlib logging to DEBUG, where aiosqlite logs every
+    # statement with its parameters (password hashes, refresh-token hashes).
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     return create_app(Settings.from_env(os.environ))
 
 

@@ -19,6 +19,7 @@ from service import migrations
 from service.db import Database
 from service.queries import users
 from service.queries.users import UsernameTaken
+from service.schemas.users import username_problem
 from service.settings import Settings, SettingsError
 
 EXIT_OK = 0
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
         settings = Settings.from_env(environ)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    problem = username_problem(args.username)
+    if problem is not None:
+        print(f"error: --username {args.username!r}: {problem}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     password = args.password or environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(16)
     if not 8 <= len(password) <= 128:

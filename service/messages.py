@@ -63,13 +63,17 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "The request body is not valid JSON: {reason}",
         "Тело запроса не является корректным JSON: {reason}",
     ),
+    "invalid_form": (
+        "The form body cannot be read: {reason}",
+        "Тело формы не удаётся прочитать: {reason}",
+    ),
     "unsupported_media_type": (
         "Send the body as {expected}",
         "Отправьте тело запроса как {expected}",
     ),
     "incomplete_body": (
-        "The request body was not received in full",
-        "Тело запроса получено не полностью",
+        "The request body could not be read in full",
+        "Тело запроса не удалось прочитать полностью",
     ),
     "body_too_large": (
         "The request body is larger than {limit} bytes",

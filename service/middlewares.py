@@ -9,7 +9,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 from loguru import logger
 
 from service import keys, log, messages
@@ -17,7 +19,7 @@ from service.errors import ApiError, problem_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 CLIENT_CLOSED_REQUEST = 499  # logged (never sent) when the client went away mid-request
 
 
@@ -26,7 +28,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give the request an id, time it, and write its one log line."""
     started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request[keys.REQUEST_ID] = request_id
     try:
         response = await handler(request)
@@ -58,8 +60,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status < 400:
             raise
         return problem_response(_from_http_exception(request, error), _language(request))
-    except (ClientPayloadError, ConnectionError):
-        # The client went away or broke off its body: nothing to log as a server error.
+    except (ClientPayloadError, RequestPayloadError, HttpProcessingError, ConnectionError):
+        # The client went away, broke off its body or mis-encoded it (a Content-Encoding
+        # that does not inflate): a client error, nothing to log as a server error.
         return problem_response(ApiError("incomplete_body", status=400), _language(request))
     except Exception:
         logger.opt(exception=True).error(

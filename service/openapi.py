@@ -89,6 +89,7 @@ def _build(app: web.Application) -> None:
         info={"description": DESCRIPTION},
         produces=["application/json", "application/problem+json"],
         consumes=["application/json"],
+        display_configurations={"validatorUrl": None},  # no badge from validator.swagger.io
         securityDefinitions={
             SECURITY_SCHEME: {
                 "type": "oauth2",
@@ -98,6 +99,10 @@ def _build(app: web.Application) -> None:
             }
         },
     )
+    # A Swagger UI setting for the /docs page, not part of the document (that dict is the
+    # spec's options, which the page reads on its first request: filter a copy).
+    document = app["swagger_dict"]
+    app["swagger_dict"] = {k: v for k, v in document.items() if k != "display_configurations"}
     # aiohttp adds HEAD to every GET route; documenting it twice only adds noise.
     for operations in app["swagger_dict"]["paths"].values():
         operations.pop("head", None)

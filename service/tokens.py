@@ -52,6 +52,8 @@ def issue(
 
 def decode(token: str, *, key: str) -> AccessClaims:
     """The claims of a valid token; InvalidToken for anything else."""
+    if not token.isascii():  # PyJWT would raise UnicodeEncodeError, not a PyJWTError
+        raise InvalidToken("non-ASCII")
     try:
         claims = _jwt.decode(
             token,

@@ -17,12 +17,12 @@ from aiohttp.typedefs import Middleware
 from marshmallow import Schema, ValidationError
 from webargs.aiohttpparser import AIOHTTPParser
 
-from service.errors import RequestValidationError
+from service.errors import ApiError, BadRequest, RequestValidationError
 from service.jsonbody import read_json
 from service.middlewares import Handler
 
 F = TypeVar("F", bound=Callable[..., Any])
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_TYPES = ("application/x-www-form-urlencoded",)
 BODY = "data"  # where a route finds its parsed JSON body; other locations use put_into
 
 
@@ -62,6 +62,23 @@ class StrictParser(AIOHTTPParser):
 
     async def load_json(self, req: web.Request, schema: Schema) -> object:
         return await read_json(req, max_bytes=self._max_body_bytes)
+
+    async def load_form(self, req: web.Request, schema: Schema) -> Any:
+        """An urlencoded UTF-8 form only; anything unreadable is a 400, never a 500.
+
+        (A multipart parser error would even carry body text, passwords included, into a
+        logged traceback.)
+        """
+        if req.content_type != "application/x-www-form-urlencoded":
+            raise ApiError(
+                "unsupported_media_type", status=415, expected="application/x-www-form-urlencoded"
+            )
+        if req.charset not in (None, "utf-8", "UTF-8"):
+            raise BadRequest("invalid_form", reason="only UTF-8 is accepted")
+        try:
+            return await super().load_form(req, schema)
+        except ValueError:  # UnicodeDecodeError included
+            raise BadRequest("invalid_form", reason="it is not UTF-8 urlencoded text") from None
 
     async def load_json_or_form(self, req: web.Request, schema: Schema) -> Any:
         if req.content_type in _FORM_TYPES:

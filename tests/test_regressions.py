@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from service import keys
 from service.app import create_app
+from service.db import Database
 from service.settings import Settings
+from tests.conftest import ClientFactory, log_lines
+from tests.helpers_auth import PASSWORD, auth, make_user, rows_named, user_row
 from tests.test_products_api import create, problem, validation_errors
 
 Client = TestClient[web.Request, web.Application]
@@ -47,3 +59,128 @@ async def test_two_apps_in_one_process_start_and_stop(migrated: Settings) -> Non
     await second.start_server()
     await first.close()
     await second.close()
+
+
+# Found by review: each of these answered a 500, broke a rule, or leaked a secret.
+
+
+async def test_a_username_with_a_trailing_newline_is_refused(client: Client) -> None:
+    # `$` in re.match also matches before a final newline; the user was created and the
+    # Location header then broke the response.
+    response = await client.post(
+        "/users/signup", json={"username": "bob\n", "password": "correct horse battery"}
+    )
+    errors = await validation_errors(response)
+    assert "username" in errors
+
+
+async def test_a_price_filter_with_a_trailing_newline_is_refused(client: Client) -> None:
+    errors = await validation_errors(await client.get("/products/", params={"min_price": "5\n"}))
+    assert "min_price" in errors
+
+
+async def test_a_non_ascii_bearer_token_is_401(client: Client) -> None:
+    response = await client.get("/users/me", headers={"Authorization": "Bearer abc\u00e9.d.e"})
+    await problem(response, 401)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        (
+            "multipart/form-data; boundary=b",
+            b"--b\r\nusername=a&password=Hunter2Secret\r\n--b--",
+            415,
+        ),
+        ("application/x-www-form-urlencoded; charset=utf-16", b"username=a&password=b", 400),
+        ("application/x-www-form-urlencoded", b"username=\xff&password=Hunter2Secret", 400),
+    ],
+)
+async def test_unreadable_login_forms_are_4xx_and_leak_nothing(
+    client: Client, migrated: Settings, content_type: str, body: bytes, status: int
+) -> None:
+    response = await client.post(
+        "/login/access-token", data=body, headers={"Content-Type": content_type}
+    )
+    await problem(response, status)
+    assert "Hunter2Secret" not in "\n".join(log_lines(migrated))
+
+
+async def test_a_body_that_does_not_inflate_is_400(client: Client) -> None:
+    response = await client.post(
+        "/products/",
+        data=b"this is not gzip",
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    await problem(response, 400)
+
+
+async def test_parallel_wrong_logins_cannot_slip_under_the_limit(
+    aiohttp_client: ClientFactory, migrated: Settings, database: Database
+) -> None:
+    strict = dataclasses.replace(migrated, login_max_failures=3)
+    client: Client = await aiohttp_client(create_app(strict))  # type: ignore[assignment]
+    await make_user(database, "alice")
+    attempts = [
+        client.post("/login/access-token", data={"username": "alice", "password": "wrong!"})
+        for _ in range(10)
+    ]
+    statuses = sorted(response.status for response in await asyncio.gather(*attempts))
+    assert statuses == [401] * 3 + [429] * 7
+
+
+async def test_a_demotion_racing_a_password_change_is_not_undone(
+    client: Client, database: Database
+) -> None:
+    # The password route wrote back the caller as the auth middleware had read him.
+    await make_user(database, "root", is_superuser=True)
+    eve = await make_user(database, "eve", is_superuser=True)
+    app = client.app
+    assert app is not None
+    hasher = app[keys.PASSWORDS]
+    demoted, real_hash = asyncio.Event(), hasher.hash
+
+    async def slow_hash(password: str) -> str:
+        await demoted.wait()
+        return await real_hash(password)
+
+    hasher.hash = slow_hash  # type: ignore[method-assign]
+    change = asyncio.create_task(
+        client.patch(
+            "/users/me/password",
+            json={"current_password": PASSWORD, "new_password": "a brand new secret"},
+            headers=await auth(database, eve.id),
+        )
+    )
+    await asyncio.sleep(0.3)  # eve's request is now waiting in the hash
+    root_headers = await auth(database, (await user_by_name(database, "root"))["id"])
+    demote = await client.patch(
+        f"/users/{eve.id}", json={"is_superuser": False, "is_active": False}, headers=root_headers
+    )
+    assert demote.status == 200
+    demoted.set()
+    assert (await change).status == 204
+    row = await user_row(database, eve.id)
+    assert row is not None
+    assert (row["is_superuser"], row["is_active"]) == (0, 0)
+
+
+async def user_by_name(database: Database, username: str) -> dict[str, Any]:
+    rows = await rows_named(database, username)
+    return rows[0]
+
+
+def test_create_superuser_refuses_an_impossible_username(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    result = subprocess.run(
+        [sys.executable, "run.py", "create-superuser", "--username", "bad name!"],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "DATABASE_PATH": str(db), "LOG_FILE": str(tmp_path / "cli.log")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "--username" in result.stderr
+    assert not db.exists()

@@ -10,6 +10,10 @@ import aiosqlite
 from service.clock import utc_now
 
 
+class UserGone(Exception):
+    """The session's user no longer exists."""
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     id: str
@@ -90,18 +94,21 @@ async def create_session(
     client: str | None,
 ) -> None:
     """Open a session for `user_id` whose refresh token hashes to `refresh_token_hash`."""
-    await conn.execute_fetchall(
-        INSERT_SESSION,
-        {
-            "id": session_id,
-            "user_id": user_id,
-            "refresh_token_hash": refresh_token_hash,
-            "now": utc_now(),
-            "expires_at": expires_at,
-            "user_agent": user_agent,
-            "client": client,
-        },
-    )
+    try:
+        await conn.execute_fetchall(
+            INSERT_SESSION,
+            {
+                "id": session_id,
+                "user_id": user_id,
+                "refresh_token_hash": refresh_token_hash,
+                "now": utc_now(),
+                "expires_at": expires_at,
+                "user_agent": user_agent,
+                "client": client,
+            },
+        )
+    except sqlite3.IntegrityError as error:  # FOREIGN KEY: the user was deleted meanwhile
+        raise UserGone(user_id) from error
 
 
 async def by_refresh_hash(conn: aiosqlite.Connection, *, token_hash: str) -> Session | None:

@@ -64,7 +64,10 @@ WHERE id = :id
 RETURNING {_COLUMNS}
 """
 
-UPDATE_PASSWORD_HASH = "UPDATE users SET hashed_password = :hashed_password WHERE id = :id"  # noqa: S105
+UPDATE_PASSWORD_HASH = (
+    "UPDATE users SET hashed_password = :new_hash "  # noqa: S105 (SQL, not a password)
+    "WHERE id = :id AND hashed_password = :old_hash"
+)
 
 DELETE_USER = "DELETE FROM users WHERE id = :id"
 
@@ -114,7 +117,8 @@ async def create_user(
     try:
         rows = await conn.execute_fetchall(INSERT_USER, params)
     except sqlite3.IntegrityError as error:
-        raise UsernameTaken(username) from error
+        _raise_if_username_taken(error, username)
+        raise
     return _user(next(iter(rows)))
 
 
@@ -136,16 +140,20 @@ async def update_user(
     try:
         rows = await conn.execute_fetchall(UPDATE_USER, params)
     except sqlite3.IntegrityError as error:
-        raise UsernameTaken(str(merged["username"])) from error
+        _raise_if_username_taken(error, str(merged["username"]))
+        raise
     return _user(next(iter(rows)))
 
 
 async def replace_password_hash(
-    conn: aiosqlite.Connection, *, user_id: int, hashed_password: str
+    conn: aiosqlite.Connection, *, user_id: int, old_hash: str, new_hash: str
 ) -> None:
-    """Store a re-hash of the same password (new parameters); tokens stay valid."""
+    """Store a re-hash of the same password (new parameters); tokens stay valid.
+
+    Only if the stored hash is still `old_hash`: a password changed meanwhile wins.
+    """
     await conn.execute_fetchall(
-        UPDATE_PASSWORD_HASH, {"id": user_id, "hashed_password": hashed_password}
+        UPDATE_PASSWORD_HASH, {"id": user_id, "old_hash": old_hash, "new_hash": new_hash}
     )
 
 
@@ -161,6 +169,12 @@ async def count_other_active_superusers(conn: aiosqlite.Connection, *, user_id: 
     """How many active superusers there are besides `user_id`."""
     rows = await conn.execute_fetchall(COUNT_OTHER_ACTIVE_SUPERUSERS, {"id": user_id})
     return int(next(iter(rows))[0])
+
+
+def _raise_if_username_taken(error: sqlite3.IntegrityError, username: str) -> None:
+    # Other integrity errors (a CHECK) are bugs upstream, not a taken name.
+    if "UNIQUE" in str(error):
+        raise UsernameTaken(username) from error
 
 
 def _user(row: sqlite3.Row) -> User:

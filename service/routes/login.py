@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp_apispec import docs, form_schema, request_schema, response_schema
 from loguru import logger
 
-from service import keys, log, tokens
+from service import keys, tokens
 from service.auth import Access, current_session, current_user, requires
 from service.errors import ApiError, BadRequest, Unauthorized
 from service.openapi import error_responses
@@ -18,7 +18,13 @@ from service.queries import login_failures, sessions, users
 from service.queries.users import User
 from service.responses import json_response
 from service.routes.users import user_json
-from service.schemas.users import LoginFormSchema, RefreshSchema, TokenSchema, UserSchema
+from service.schemas.users import (
+    LoginFormSchema,
+    RefreshSchema,
+    TokenSchema,
+    UserSchema,
+    username_problem,
+)
 from service.validation import accepts_form_too
 
 routes = web.RouteTableDef()
@@ -44,30 +50,33 @@ async def login_access_token(request: web.Request) -> web.Response:
     form = request["form"]
     username, password = form["username"], form["password"]
     throttle_key = {"username": username.lower()[:_MAX_KEY_CHARS], "client": request.remote or ""}
-    await _refuse_if_throttled(request, throttle_key)
+    await _count_attempt(request, throttle_key)
     user = await _authenticate(request, username, password)
     if user is None:
-        await _record_failure(request, throttle_key)
-        logger.bind(request_id=request[keys.REQUEST_ID]).warning(
-            f"failed login for {log.escape(username[:_MAX_KEY_CHARS])!r}"
-        )
+        # The username only if it could be one: a password typed into the wrong field
+        # must not reach the log.
+        shown = repr(username) if username_problem(username) is None else "(not a username)"
+        logger.bind(request_id=request[keys.REQUEST_ID]).warning(f"failed login for {shown}")
         raise Unauthorized("incorrect_login")
     if not user.is_active:
         async with request.app[keys.DATABASE].transaction() as conn:
             await login_failures.clear_failures(conn, **throttle_key)
         raise BadRequest("inactive_user")
     session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
-    async with request.app[keys.DATABASE].transaction() as conn:
-        await login_failures.clear_failures(conn, **throttle_key)
-        await sessions.create_session(
-            conn,
-            session_id=session_id,
-            user_id=user.id,
-            refresh_token_hash=tokens.refresh_token_hash(refresh_token),
-            expires_at=_refresh_expiry(request),
-            user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
-            client=request.remote,
-        )
+    try:
+        async with request.app[keys.DATABASE].transaction() as conn:
+            await login_failures.clear_failures(conn, **throttle_key)
+            await sessions.create_session(
+                conn,
+                session_id=session_id,
+                user_id=user.id,
+                refresh_token_hash=tokens.refresh_token_hash(refresh_token),
+                expires_at=_refresh_expiry(request),
+                user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
+                client=request.remote,
+            )
+    except sessions.UserGone:  # deleted while the password was being verified
+        raise Unauthorized("incorrect_login") from None
     return _token_response(request, user, session_id, refresh_token)
 
 
@@ -183,20 +192,27 @@ async def _authenticate(request: web.Request, username: str, password: str) -> U
         return None
     if new_hash is not None:
         async with request.app[keys.DATABASE].transaction() as conn:
-            await users.replace_password_hash(conn, user_id=user.id, hashed_password=new_hash)
+            await users.replace_password_hash(
+                conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
+            )
     return user
 
 
-async def _refuse_if_throttled(request: web.Request, throttle_key: dict[str, str]) -> None:
+async def _count_attempt(request: web.Request, throttle_key: dict[str, str]) -> None:
+    """429 if the pair is locked out; else count this attempt as a failure up front.
+
+    Counted before the password is verified (a success clears it), in one unit of work,
+    so that parallel attempts cannot all slip under the limit while they are verified.
+    """
     settings = request.app[keys.SETTINGS]
-    async with request.app[keys.DATABASE].read() as conn:
+    window = settings.login_failure_window_seconds
+    async with request.app[keys.DATABASE].transaction() as conn:
+        now = time.time()
         wait = await login_failures.seconds_locked(
-            conn,
-            **throttle_key,
-            now=time.time(),
-            max_failures=settings.login_max_failures,
-            window=settings.login_failure_window_seconds,
+            conn, **throttle_key, now=now, max_failures=settings.login_max_failures, window=window
         )
+        if wait == 0:
+            await login_failures.record_failure(conn, **throttle_key, now=now, window=window)
     if wait > 0:
         seconds = math.ceil(wait)
         raise ApiError(
@@ -205,10 +221,3 @@ async def _refuse_if_throttled(request: web.Request, throttle_key: dict[str, str
             headers={"Retry-After": str(seconds)},
             seconds=seconds,
         )
-
-
-async def _record_failure(request: web.Request, throttle_key: dict[str, str]) -> None:
-    window = request.app[keys.SETTINGS].login_failure_window_seconds
-    async with request.app[keys.DATABASE].transaction() as conn:
-        now = time.time()
-        await login_failures.record_failure(conn, **throttle_key, now=now, window=window)

@@ -113,7 +113,7 @@ async def read_me(request: web.Request) -> web.Response:
 async def update_me(request: web.Request) -> web.Response:
     me = current_user(request)
     async with request.app[keys.DATABASE].transaction() as conn:
-        updated = await _update(conn, me, request["data"])
+        updated = await _update(conn, me.id, request["data"])
     return json_response(user_json(updated))
 
 
@@ -133,7 +133,7 @@ async def change_my_password(request: web.Request) -> web.Response:
     new_hash = await request.app[keys.PASSWORDS].hash(data["new_password"])
     async with request.app[keys.DATABASE].transaction() as conn:
         await _update(
-            conn, me, {"hashed_password": new_hash}, keep_session=current_session(request)
+            conn, me.id, {"hashed_password": new_hash}, keep_session=current_session(request)
         )
     return web.Response(status=204)
 
@@ -147,9 +147,10 @@ async def change_my_password(request: web.Request) -> web.Response:
 @requires(Access.USER)
 async def delete_me(request: web.Request) -> web.Response:
     me = current_user(request)
-    if me.is_superuser:
-        raise Forbidden("superuser_self_delete")
     async with request.app[keys.DATABASE].transaction() as conn:
+        fresh = await users.get_by_id(conn, user_id=me.id)  # promoted meanwhile?
+        if fresh is None or fresh.is_superuser:
+            raise Forbidden("superuser_self_delete")
         await users.delete_user(conn, user_id=me.id)
     return web.Response(status=204)
 
@@ -202,12 +203,9 @@ async def update_user(request: web.Request) -> web.Response:
         if user_id == me.id:
             await _check_current_password(request, me, current_password)
         data["hashed_password"] = await request.app[keys.PASSWORDS].hash(data.pop("password"))
+    own_session = current_session(request) if user_id == me.id else None
     async with request.app[keys.DATABASE].transaction() as conn:
-        target = await users.get_by_id(conn, user_id=user_id)
-        if target is None:
-            raise NotFound("user_not_found")
-        own_session = current_session(request) if target.id == me.id else None
-        updated = await _update(conn, target, data, keep_session=own_session)
+        updated = await _update(conn, user_id, data, keep_session=own_session)
     return json_response(user_json(updated))
 
 
@@ -273,16 +271,21 @@ async def _create(request: web.Request, data: dict[str, Any]) -> User:
 
 async def _update(
     conn: aiosqlite.Connection,
-    target: User,
+    user_id: int,
     changes: dict[str, Any],
     *,
     keep_session: str | None = None,
 ) -> User:
-    """Change `target` inside the caller's unit of work, keeping every rule that spans users.
+    """Change the user inside the caller's unit of work, keeping every rule that spans users.
 
+    The user is read here, inside the unit of work: a copy read earlier (the caller, as
+    the auth middleware saw him) could write back flags another request just changed.
     A new password refuses the user's older access tokens; it, and a deactivation, also
     end the user's sessions, except `keep_session` (the caller's own, changing himself).
     """
+    target = await users.get_by_id(conn, user_id=user_id)
+    if target is None:
+        raise NotFound("user_not_found")
     await _keep_a_superuser(conn, target, changes)
     new_password = "hashed_password" in changes
     try:

@@ -15,7 +15,7 @@ _CENT = Decimal("0.01")
 # functions (length() in the CHECK constraints, instr() in search), so both are refused.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")  # a sign, so that -1 is "out of range"
-_QUERY_PRICE = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,2})?$")
+_QUERY_PRICE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
 
 
 class Text(fields.String):
@@ -104,7 +104,7 @@ class QueryPrice(fields.Field[int]):
         super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if not isinstance(value, str) or not _QUERY_PRICE.match(value):
+        if not isinstance(value, str) or not _QUERY_PRICE.fullmatch(value):
             raise ValidationError("Must be a number >= 0 with at most 2 decimals.")
         return _to_cents(Decimal(value))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
@@ -9,13 +10,24 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from service.schemas.common import PageQuerySchema
 from service.schemas.fields import StrictBoolean, Text
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{2,64}$"
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{2,64}$"  # as documented (JSON Schema dialect)
+_USERNAME_FULL = r"[A-Za-z0-9_.-]{2,64}\Z"  # re.match: `$` would also pass a trailing newline
+USERNAME_RULE = "2-64 characters of A-Z a-z 0-9 _ . -"
 RESERVED_USERNAMES = frozenset({"me"})
+
+
+def username_problem(username: str) -> str | None:
+    """Why `username` cannot be a username (format, reserved), or None."""
+    if not re.match(_USERNAME_FULL, username):
+        return USERNAME_RULE
+    if username.lower() in RESERVED_USERNAMES:
+        return f"'{username}' is reserved."
+    return None
 
 
 def _username(**kwargs: Any) -> Text:
     return Text(
-        validate=validate.Regexp(USERNAME_PATTERN, error="2-64 characters of A-Z a-z 0-9 _ . -"),
+        validate=validate.Regexp(_USERNAME_FULL, error=USERNAME_RULE),
         metadata={"example": "alice", "pattern": USERNAME_PATTERN},
         **kwargs,
     )
