@@ -31,10 +31,39 @@ A rebuild of the FastAPI workshop backend: products, users, JWT login.
 
 def error_responses(*statuses: int) -> dict[str, dict[str, Any]]:
     """Documented problem+json responses for `statuses`, for a route's @docs."""
-    return {
-        str(status): {"description": HTTPStatus(status).phrase, "schema": ProblemSchema}
-        for status in statuses
+    return {str(status): _problem_response(status) for status in statuses}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    phrase = HTTPStatus(status).phrase
+    example: dict[str, Any] = {
+        "type": "about:blank",
+        "title": phrase,
+        "status": status,
+        "detail": _EXAMPLE_DETAILS.get(status, phrase),
     }
+    if status == 422:
+        example["errors"] = {"price": ["Must be a JSON number."]}
+    return {
+        "description": phrase,
+        "schema": ProblemSchema,
+        "examples": {"application/problem+json": example},
+    }
+
+
+_EXAMPLE_DETAILS = {
+    400: "The request body is not valid JSON: Expecting value (line 1, column 1)",
+    401: "Could not validate credentials",
+    403: "The user doesn't have enough privileges",
+    404: "Product 7 not found",
+    409: "The user with this username already exists",
+    412: "The resource has changed: its ETag no longer matches If-Match",
+    413: "The request body is larger than 1048576 bytes",
+    415: "Send the body as application/json",
+    422: "Request validation failed: price",
+    429: "Too many failed login attempts; try again in 840 seconds",
+    503: "The service is not ready: migrations pending: 0003.create-sessions",
+}
 
 
 def setup_openapi(app: web.Application, settings: Settings) -> None:
