@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -107,6 +107,17 @@ async def _rollback(connection: aiosqlite.Connection) -> None:
     # OperationalError: COMMIT had already completed, or BEGIN never ran: nothing to undo.
     with contextlib.suppress(sqlite3.OperationalError):
         await connection.execute("ROLLBACK")
+
+
+async def rows_changed(
+    connection: aiosqlite.Connection, sql: str, params: Mapping[str, object]
+) -> int:
+    """Run one INSERT/UPDATE/DELETE and return how many rows it changed."""
+    cursor = await connection.execute(sql, params)
+    try:
+        return cursor.rowcount
+    finally:
+        await cursor.close()
 
 
 async def _connect(path: Path, synchronous: Synchronous) -> aiosqlite.Connection:

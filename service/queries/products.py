@@ -10,6 +10,7 @@ from typing import Final
 import aiosqlite
 
 from service.clock import utc_now
+from service.db import rows_changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +162,7 @@ async def update_product(
 
 async def delete_product(conn: aiosqlite.Connection, *, product_id: int) -> bool:
     """Delete the product; False if there was none."""
-    cursor = await conn.execute(DELETE_PRODUCT, {"id": product_id})
-    deleted = cursor.rowcount > 0
-    await cursor.close()
-    return deleted
+    return await rows_changed(conn, DELETE_PRODUCT, {"id": product_id}) > 0
 
 
 def _product(row: sqlite3.Row) -> Product:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from service.clock import utc_now
+from service.db import rows_changed
 
 
 class UserGone(Exception):
@@ -150,12 +151,8 @@ async def end_session(
     conn: aiosqlite.Connection, *, session_id: str, user_id: int, now: float
 ) -> bool:
     """End the user's open session; False if it is not his, unknown or already over."""
-    cursor = await conn.execute(
-        END_SESSION, {"id": session_id, "user_id": user_id, "now": now, "now_text": utc_now()}
-    )
-    ended = cursor.rowcount > 0
-    await cursor.close()
-    return ended
+    params = {"id": session_id, "user_id": user_id, "now": now, "now_text": utc_now()}
+    return await rows_changed(conn, END_SESSION, params) > 0
 
 
 async def end_session_by_id(conn: aiosqlite.Connection, *, session_id: str) -> None:
@@ -174,10 +171,7 @@ async def end_user_sessions(
 
 async def purge(conn: aiosqlite.Connection, *, now: float, limit: int) -> int:
     """Delete up to `limit` ended or expired sessions (their spent tokens go with them)."""
-    cursor = await conn.execute(PURGE, {"now": now, "limit": limit})
-    purged = cursor.rowcount
-    await cursor.close()
-    return purged
+    return await rows_changed(conn, PURGE, {"now": now, "limit": limit})
 
 
 def _session(row: sqlite3.Row) -> Session:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from service.clock import utc_now
+from service.db import rows_changed
 
 
 class UsernameTaken(Exception):
@@ -159,10 +160,7 @@ async def replace_password_hash(
 
 async def delete_user(conn: aiosqlite.Connection, *, user_id: int) -> bool:
     """Delete the user; False if there was none."""
-    cursor = await conn.execute(DELETE_USER, {"id": user_id})
-    deleted = cursor.rowcount > 0
-    await cursor.close()
-    return deleted
+    return await rows_changed(conn, DELETE_USER, {"id": user_id}) > 0
 
 
 async def count_other_active_superusers(conn: aiosqlite.Connection, *, user_id: int) -> int:
