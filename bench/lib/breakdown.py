@@ -19,7 +19,7 @@ from pathlib import Path
 IDLE = "idle: waiting in epoll"
 
 
-def category(frames: list[str]) -> str:  # noqa: C901, PLR0911, PLR0912 (a flat rule table)
+def category(frames: list[str]) -> str:
     names = [re.sub(r":\d+\)$", ")", frame) for frame in frames]
     leaf = names[-1] if names else ""
 
@@ -79,7 +79,9 @@ def category(frames: list[str]) -> str:  # noqa: C901, PLR0911, PLR0912 (a flat 
 def main() -> None:
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
-    wait_frame = f"_connection_worker_thread (aiosqlite/core.py:{sys.argv[2]})" if sys.argv[2:] else ""
+    wait_frame = (
+        f"_connection_worker_thread (aiosqlite/core.py:{sys.argv[2]})" if sys.argv[2:] else ""
+    )
     loop: Counter[str] = Counter()
     workers: Counter[str] = Counter()
     for line in Path(sys.argv[1]).read_text().splitlines():
