@@ -85,12 +85,12 @@ def main() -> None:
     loop: Counter[str] = Counter()
     workers: Counter[str] = Counter()
     for line in Path(sys.argv[1]).read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+        stack, _, samples = line.rpartition(" ")
         frames = stack.split(";")
         if "MainThread" in frames[0]:
-            loop[category(frames[1:])] += int(count)
+            loop[category(frames[1:])] += int(samples)
         elif "_connection_worker_thread" in frames[0]:
-            workers["waiting" if frames[-1] == wait_frame else "working"] += int(count)
+            workers["waiting" if frames[-1] == wait_frame else "working"] += int(samples)
     total = sum(loop.values())
     if not total:
         sys.exit("no MainThread samples (record with --threads --idle)")
