@@ -14,6 +14,7 @@ from service.settings import Settings
 from tests.helpers_auth import (
     NO_PRIVILEGES,
     PASSWORD,
+    USER_KEYS,
     USERNAME_TAKEN,
     Client,
     auth,
@@ -273,16 +274,7 @@ async def test_users_list_pages_by_id(client: Client, database: Database) -> Non
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
         for item in body["data"]:
-            assert set(item) == {
-                "id",
-                "username",
-                "email",
-                "full_name",
-                "is_active",
-                "is_superuser",
-                "created_at",
-                "updated_at",
-            }
+            assert set(item) == USER_KEYS
         return body
 
     everyone = await page("")
