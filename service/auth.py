@@ -17,7 +17,7 @@ from aiohttp import web
 from service import keys, tokens
 from service.errors import Forbidden, Unauthorized
 from service.middlewares import Handler
-from service.queries import sessions, users
+from service.queries import users
 from service.queries.users import User
 from service.settings import ProductWriteAccess
 
@@ -106,14 +106,15 @@ async def _caller_from_header(request: web.Request, header: str) -> tuple[User, 
     except tokens.InvalidToken:
         raise Unauthorized("invalid_credentials") from None
     async with request.app[keys.DATABASE].read() as conn:
-        user = await users.get_by_id(conn, user_id=claims.user_id)
-        # A deleted user, or a token older than the last password change.
-        if user is None or user.token_version != claims.token_version:
-            raise Unauthorized("invalid_credentials")
-        # A session ended by logout, by theft detection, or by an administrator. (An
-        # inactive user's sessions were ended too; he is told 403 "Inactive user".)
-        if user.is_active and not await sessions.is_open(
-            conn, session_id=claims.session_id, user_id=user.id, now=time.time()
-        ):
-            raise Unauthorized("invalid_credentials")
+        found = await users.get_with_session(
+            conn, user_id=claims.user_id, session_id=claims.session_id, now=time.time()
+        )
+    if found is None:  # a deleted user
+        raise Unauthorized("invalid_credentials")
+    user, session_open = found
+    # A token older than the last password change; or a session ended by logout, by theft
+    # detection, or by an administrator. (An inactive user's sessions were ended too; he is
+    # told 403 "Inactive user".)
+    if user.token_version != claims.token_version or (user.is_active and not session_open):
+        raise Unauthorized("invalid_credentials")
     return user, claims.session_id

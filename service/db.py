@@ -81,6 +81,18 @@ class Database:
                 raise
 
     @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer, for a unit of work that is exactly one statement.
+
+        SQLite runs a lone statement as its own transaction, atomic and as durable as a
+        COMMIT, so this saves the BEGIN and COMMIT round trips to aiosqlite's thread. The
+        lock still keeps every other unit of work off the connection meanwhile. A second
+        statement inside this block would run as a separate transaction: use transaction().
+        """
+        async with self._write_lock:
+            yield self._writer
+
+    @asynccontextmanager
     async def read(self, *, snapshot: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """A reader connection; with `snapshot`, all statements see one consistent state."""
         reader = await self._idle_readers.get()

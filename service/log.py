@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import sys
 from typing import TYPE_CHECKING
@@ -70,7 +71,19 @@ def escape(text: str) -> str:
 
 
 def _plain_format(record: Record) -> str:
-    extra = record["extra"]
-    fields = " ".join(f"{name}={extra[name]}" for name in _FIELDS if name in extra)
-    suffix = f" | {fields}".replace("{", "{{").replace("}", "}}") if fields else ""
+    # The values stay in `extra` and the template depends only on which fields are
+    # present, so loguru parses each of the few templates once instead of once per line.
+    return _TEMPLATES[tuple(name in record["extra"] for name in _FIELDS)]
+
+
+def _template(present: tuple[bool, ...]) -> str:
+    fields = " ".join(
+        f"{name}={{extra[{name}]}}" for name, on in zip(_FIELDS, present, strict=True) if on
+    )
+    suffix = f" | {fields}" if fields else ""
     return "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {message}" + suffix + "\n{exception}"
+
+
+_TEMPLATES = {
+    present: _template(present) for present in itertools.product((False, True), repeat=len(_FIELDS))
+}

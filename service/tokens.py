@@ -50,8 +50,29 @@ def issue(
     return IssuedToken(_jwt.encode(claims, key, algorithm=ALGORITHM), lifetime_seconds)
 
 
+# Tokens already verified, with their expiry: a client sends the same token with every
+# request, and checking its signature again costs more than the rest of a simple request.
+# Only tokens that passed every check are kept; an expired one is dropped on its next use.
+_VERIFIED_MAX = 4096
+_verified: dict[tuple[str, str], tuple[AccessClaims, int]] = {}
+
+
 def decode(token: str, *, key: str) -> AccessClaims:
     """The claims of a valid token; InvalidToken for anything else."""
+    cached = _verified.get((key, token))
+    if cached is not None:
+        claims, expires_at = cached
+        if time.time() < expires_at:
+            return claims
+        del _verified[(key, token)]
+    claims, expires_at = _verify(token, key)
+    if len(_verified) >= _VERIFIED_MAX:
+        del _verified[next(iter(_verified))]  # the oldest entry
+    _verified[(key, token)] = (claims, expires_at)
+    return claims
+
+
+def _verify(token: str, key: str) -> tuple[AccessClaims, int]:
     if not token.isascii():  # PyJWT would raise UnicodeEncodeError, not a PyJWTError
         raise InvalidToken("non-ASCII")
     try:
@@ -72,7 +93,8 @@ def decode(token: str, *, key: str) -> AccessClaims:
         raise InvalidToken("ver")
     if not isinstance(claims["sid"], str):
         raise InvalidToken("sid")
-    return AccessClaims(user_id=user_id, token_version=version, session_id=claims["sid"])
+    access = AccessClaims(user_id=user_id, token_version=version, session_id=claims["sid"])
+    return access, int(claims["exp"])
 
 
 def new_session_id() -> str:

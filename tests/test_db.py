@@ -107,6 +107,57 @@ async def test_many_concurrent_units_of_work_all_commit(database: Database) -> N
     assert len(await names(database)) == 40
 
 
+async def test_single_statement_waits_for_a_transaction_and_never_joins_it(
+    database: Database,
+) -> None:
+    a_inserted = asyncio.Event()
+    order: list[str] = []
+
+    async def a() -> None:
+        with pytest.raises(Boom):
+            async with database.transaction() as conn:
+                await insert(conn, "from-a")
+                a_inserted.set()
+                await asyncio.sleep(0.05)
+                order.append("a-raises")
+                raise Boom
+
+    async def b() -> None:
+        await a_inserted.wait()
+        async with database.single_statement() as conn:
+            order.append("b-runs")
+            await insert(conn, "from-b")
+
+    await asyncio.wait_for(asyncio.gather(a(), b()), 5)
+    assert order == ["a-raises", "b-runs"]
+    assert await names(database) == {"from-b"}  # A's rollback did not take B's row with it
+
+
+async def test_single_statement_commits_at_once_and_waits_for_another_process(
+    database: Database, migrated: Settings
+) -> None:
+    other = sqlite3.connect(migrated.database_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+
+        async def work() -> None:
+            async with database.single_statement() as conn:
+                await insert(conn, "waited")
+
+        task = asyncio.create_task(work())
+        await asyncio.sleep(0.1)
+        assert not task.done()  # waiting in busy_timeout, not failing with "locked"
+        other.execute("COMMIT")
+        await asyncio.wait_for(task, 5)
+    finally:
+        other.close()
+    # Committed by itself: another connection sees it, with nothing left open on the writer.
+    assert names_sync(migrated.database_path) == {"waited"}
+    async with database.transaction() as conn:
+        await insert(conn, "next")
+    assert names_sync(migrated.database_path) == {"waited", "next"}
+
+
 # --- cancellation -------------------------------------------------------------------------
 
 

@@ -59,11 +59,6 @@ WHERE user_id = :user_id AND ended_at IS NULL AND expires_at > :now
 ORDER BY created_at, id
 """
 
-IS_OPEN = """
-SELECT 1 FROM sessions
-WHERE id = :id AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now
-"""
-
 END_SESSION = """
 UPDATE sessions SET ended_at = :now_text
 WHERE id = :id AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now
@@ -139,12 +134,6 @@ async def list_open(conn: aiosqlite.Connection, *, user_id: int, now: float) -> 
     """The user's sessions that are neither ended nor expired, oldest first."""
     rows = await conn.execute_fetchall(SELECT_OPEN_FOR_USER, {"user_id": user_id, "now": now})
     return [_session(row) for row in rows]
-
-
-async def is_open(conn: aiosqlite.Connection, *, session_id: str, user_id: int, now: float) -> bool:
-    """Whether the user's session `session_id` is neither ended nor expired."""
-    rows = await conn.execute_fetchall(IS_OPEN, {"id": session_id, "user_id": user_id, "now": now})
-    return bool(rows)
 
 
 async def end_session(

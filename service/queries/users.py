@@ -42,6 +42,16 @@ _COLUMNS = (
 )
 
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = :id"
+# The caller of an authenticated request and whether his token's session is still open:
+# one statement, because every authenticated request needs both.
+SELECT_WITH_SESSION = f"""
+SELECT {_COLUMNS}, EXISTS (
+    SELECT 1 FROM sessions
+    WHERE sessions.id = :session_id AND sessions.user_id = users.id
+      AND sessions.ended_at IS NULL AND sessions.expires_at > :now
+) AS session_open
+FROM users WHERE id = :id
+"""
 SELECT_BY_USERNAME = f"SELECT {_COLUMNS} FROM users WHERE username = :username"
 SELECT_PAGE = f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT :limit OFFSET :skip"
 COUNT_USERS = "SELECT count(*) FROM users"
@@ -80,6 +90,17 @@ async def get_by_id(conn: aiosqlite.Connection, *, user_id: int) -> User | None:
     """The user with `user_id`, or None."""
     rows = await conn.execute_fetchall(SELECT_BY_ID, {"id": user_id})
     return _user(next(iter(rows))) if rows else None
+
+
+async def get_with_session(
+    conn: aiosqlite.Connection, *, user_id: int, session_id: str, now: float
+) -> tuple[User, bool] | None:
+    """The user with `user_id` and whether his session `session_id` is open; None if no user."""
+    rows = await conn.execute_fetchall(
+        SELECT_WITH_SESSION, {"id": user_id, "session_id": session_id, "now": now}
+    )
+    row = next(iter(rows), None)
+    return None if row is None else (_user(row), bool(row["session_open"]))
 
 
 async def get_by_username(conn: aiosqlite.Connection, *, username: str) -> User | None:
