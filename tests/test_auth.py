@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import stat
@@ -352,6 +353,18 @@ async def test_every_bad_credential_is_401_with_www_authenticate(
     expired = claims_token(world.root.id, 1, exp=int(time.time()) - 1)
     await problem(await client.get("/users/", headers=bearer(expired)), 401)
     await problem(await client.delete(f"/users/{world.bob.id}", headers=bearer(expired)), 401)
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: Client, world: World
+) -> None:
+    """Verified tokens are remembered; the memory must not outlive the token's `exp`."""
+    expires_at = int(time.time()) + 2  # at least a second to use it in
+    token = claims_token(world.alice.id, 1, exp=expires_at)
+    for _ in range(2):  # the second use is answered from what the first one verified
+        assert (await client.get("/users/me", headers=bearer(token))).status == 200
+    await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.01)
+    await problem(await client.get("/users/me", headers=bearer(token)), 401)
 
 
 async def test_deleted_users_token_is_refused_at_once(
