@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 from aiohttp import web
 from loguru import logger
 
-from service import create_superuser, migrations
+from service import create_superuser, migrations, tokens, workers
 from service.app import create_app
 from service.settings import Settings, SettingsError
 
@@ -31,11 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     settings = dataclasses.replace(
         settings, host=args.host or settings.host, port=args.port or settings.port
     )
-    return serve(settings, migrate=not args.no_migrate)
+    if not _prepare_database(settings, migrate=not args.no_migrate):
+        return 1
+    if args.workers > 1:
+        # Once, before any worker starts: workers would otherwise race to create it.
+        tokens.load_or_create_key(settings.secret_key, settings.database_path)
+        return workers.supervise(settings, args.workers, Path(__file__).resolve())
+    return serve(settings, reuse_port=args.reuse_port)
 
 
-def serve(settings: Settings, *, migrate: bool) -> int:
-    """Apply pending migrations (unless told not to), then serve until SIGINT/SIGTERM."""
+def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
+    """Apply pending migrations; or, told not to, check that none is pending."""
     if migrate:
         applied = migrations.apply_pending(settings.database_path)
         if applied:
@@ -48,7 +55,12 @@ def serve(settings: Settings, *, migrate: bool) -> int:
                 "run `yoyo apply` or start without --no-migrate",
                 file=sys.stderr,
             )
-            return 1
+            return False
+    return True
+
+
+def serve(settings: Settings, *, reuse_port: bool = False) -> int:
+    """Serve until SIGINT/SIGTERM; migrations must already be applied."""
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -57,6 +69,7 @@ def serve(settings: Settings, *, migrate: bool) -> int:
         print=lambda message: logger.info(" ".join(message.replace("=", " ").split())),
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
         keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+        reuse_port=reuse_port or None,
     )
     return 0
 
@@ -73,7 +86,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not apply migrations; refuse to serve if any is pending",
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="number of server processes sharing the port (default 1); see README",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, so that several processes can serve one port",
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 if __name__ == "__main__":

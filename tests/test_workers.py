@@ -1,0 +1,145 @@
+"""`run.py --workers N`: several processes on one port and one database, migrated once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.test_process import Server, call, started, wait_until_serving
+
+pytestmark = pytest.mark.process
+
+PASSWORD = "workers-password-1"
+
+
+def worker_pids(server: Server) -> list[int]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = re.search(r"with \d+ workers \(pids ([\d, ]+)\)", server.stderr())
+        if found:
+            return [int(pid) for pid in found.group(1).split(", ")]
+        time.sleep(0.05)
+    pytest.fail(f"no worker pids announced:\n{server.stderr()}")
+
+
+def wait_until_every_worker_serves(server: Server, workers: int) -> None:
+    """Each worker logs "Running on" to its own file once it listens."""
+    wait_until_serving(server)
+    deadline = time.monotonic() + 15
+    logs = [server.log_file.with_name(f"app.{n}.log") for n in range(1, workers + 1)]
+    while not all(log.exists() and "Running on" in log.read_text("utf-8") for log in logs):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not every worker started:\n{server.stderr()}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def wait_gone(pids: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            pytest.fail(f"workers still running: {[pid for pid in pids if alive(pid)]}")
+        time.sleep(0.05)
+
+
+def login(server: Server, username: str) -> str:
+    form = urllib.parse.urlencode({"username": username, "password": PASSWORD}).encode()
+    request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+        f"{server.base}/login/access-token", data=form, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return str(json.loads(response.read())["access_token"])
+
+
+def me(server: Server, token: str) -> int:
+    request = urllib.request.Request(f"{server.base}/users/me")  # noqa: S310
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_two_workers_share_the_port_the_database_and_the_key(tmp_path: Path) -> None:
+    # No SECRET_KEY: the parent makes the key file once; both workers must sign alike.
+    with started(tmp_path, "--workers", "2", SECRET_KEY="") as server:
+        wait_until_every_worker_serves(server, 2)
+        pids = worker_pids(server)
+        assert len(pids) == 2
+        status, _, body = call(
+            server, "POST", "/users/signup", {"username": "worker", "password": PASSWORD}
+        )
+        assert status == 201, body
+        token = login(server, "worker")
+        # Every call is a new connection, which the kernel hands to either worker.
+        assert [me(server, token) for _ in range(40)] == [200] * 40
+        created = []
+        for i in range(20):
+            status, _, body = call(server, "POST", "/products/", {"name": f"p{i}", "price": 1})
+            assert status == 201, body
+            created.append(json.loads(body)["id"])
+        assert len(set(created)) == 20
+        for product_id in created:
+            assert call(server, "GET", f"/products/{product_id}")[0] == 200
+        output = server.stderr()
+
+    logs = {
+        path.name: path.read_text(encoding="utf-8") for path in server.log_file.parent.glob("*.log")
+    }
+    assert set(logs) == {"app.1.log", "app.2.log"}, logs.keys()
+    for name, text in logs.items():  # both workers answered some of the 80-odd requests
+        assert " выполнялся " in text, name
+    # Migrated once, by the parent, before the workers started.
+    assert output.count("applied migrations: 0001") == 1, output
+    with sqlite3.connect(tmp_path / "data" / "app.db") as conn:
+        applied = [row[0] for row in conn.execute("SELECT migration_id FROM _yoyo_migration")]
+    assert len(applied) == len(set(applied)) == 3
+    assert (tmp_path / "data" / "app.db.secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
+    with started(tmp_path, "--workers", "2") as server:
+        wait_until_every_worker_serves(server, 2)
+        pids = worker_pids(server)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0, server.stderr()
+        wait_gone(pids, 5)
+        assert "Traceback" not in server.stderr()
+
+
+def test_a_dead_worker_stops_the_others_and_the_exit_code_says_so(tmp_path: Path) -> None:
+    with started(tmp_path, "--workers", "2") as server:
+        wait_until_every_worker_serves(server, 2)
+        first, second = worker_pids(server)
+        os.kill(first, signal.SIGKILL)
+        try:
+            assert server.process.wait(timeout=15) == 1
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the parent kept running with a dead worker:\n{server.stderr()}")
+        wait_gone([second], 5)
+        assert "a worker exited" in server.stderr()
+
+
+def test_workers_must_be_a_positive_number(tmp_path: Path) -> None:
+    with started(tmp_path, "--workers", "0") as server:
+        assert server.process.wait(timeout=10) == 2
+        assert "--workers: must be 1 or more" in server.stderr()
