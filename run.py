@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
 import sys
@@ -13,7 +14,7 @@ from loguru import logger
 
 from service import create_superuser, migrations, tokens, workers
 from service.app import create_app
-from service.settings import Settings, SettingsError
+from service.settings import EventLoop, Settings, SettingsError
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
 KEEPALIVE_TIMEOUT_SECONDS = 75.0
@@ -63,6 +64,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     """Serve until SIGINT/SIGTERM; migrations must already be applied."""
     web.run_app(
         create_app(settings),
+        loop=_new_event_loop(settings.event_loop),
         host=settings.host,
         port=settings.port,
         access_log=None,  # our middleware writes the one line per request
@@ -72,6 +74,14 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         reuse_port=reuse_port or None,
     )
     return 0
+
+
+def _new_event_loop(choice: EventLoop) -> asyncio.AbstractEventLoop:
+    if choice is EventLoop.UVLOOP:
+        import uvloop  # only when chosen: the asyncio default needs no extra package
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _parser() -> argparse.ArgumentParser:

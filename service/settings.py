@@ -28,6 +28,13 @@ class ProductWriteAccess(enum.StrEnum):
     SUPERUSER = "superuser"
 
 
+class EventLoop(enum.StrEnum):
+    """The asyncio event loop implementation run.py serves on."""
+
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
 class Synchronous(enum.StrEnum):
     """SQLite's `PRAGMA synchronous` choices that keep acknowledged writes."""
 
@@ -59,6 +66,7 @@ class Settings:
     login_max_failures: int = 10
     login_failure_window_seconds: int = 900
     password_hash_threads: int = 2
+    event_loop: EventLoop = EventLoop.ASYNCIO
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -116,6 +124,7 @@ class Settings:
             password_hash_threads=reader.get(
                 "PASSWORD_HASH_THREADS", _int_between(1, 32), defaults.password_hash_threads
             ),
+            event_loop=reader.get("EVENT_LOOP", _choice(EventLoop), defaults.event_loop),
         )
 
     @property

@@ -31,7 +31,7 @@ SETTING_NAMES = {
     *("LOG_FILE", "LOG_LEVEL", "LOG_JSON", "LOG_STDERR", "MAX_BODY_BYTES"),
     *("REQUEST_TIMEOUT_SECONDS", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "OPEN_SIGNUP"),
     *("PRODUCT_WRITE_ACCESS", "LOGIN_MAX_FAILURES", "LOGIN_FAILURE_WINDOW_SECONDS"),
-    *("PASSWORD_HASH_THREADS", "ADMIN_PASSWORD", "PYTHONASYNCIODEBUG"),
+    *("PASSWORD_HASH_THREADS", "ADMIN_PASSWORD", "PYTHONASYNCIODEBUG", "EVENT_LOOP"),
 }
 
 
@@ -189,6 +189,17 @@ def test_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
     # migrations were applied at start
     database = tmp_path / "data" / "app.db"
     assert migrations.pending_sync(database, migrations.known_migration_ids()) == []
+
+
+def test_serves_on_uvloop_when_chosen(tmp_path: Path) -> None:
+    with started(tmp_path, EVENT_LOOP="uvloop") as server:
+        wait_until_serving(server)
+        status, _, body = call(server, "POST", "/products/", {"name": "Tea", "price": 4.5})
+        assert status == 201, body
+        loop_of = f"/proc/{server.process.pid}/maps"
+        assert "uvloop" in Path(loop_of).read_text(), "uvloop's extension is not loaded"
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=10) == 0, server.stderr()
 
 
 def test_no_migrate_serves_an_already_migrated_database(tmp_path: Path) -> None:

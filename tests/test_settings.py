@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ProductWriteAccess, Settings, SettingsError, Synchronous
+from service.settings import EventLoop, ProductWriteAccess, Settings, SettingsError, Synchronous
 
 GOOD_KEY = "k" * 40
 
@@ -31,6 +31,7 @@ def test_defaults() -> None:
     assert settings.product_write_access is ProductWriteAccess.PUBLIC
     assert settings.login_max_failures == 10
     assert settings.login_failure_window_seconds == 900
+    assert settings.event_loop is EventLoop.ASYNCIO
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -53,6 +54,7 @@ def test_values_are_read() -> None:
             "PRODUCT_WRITE_ACCESS": "SuperUser",
             "LOGIN_MAX_FAILURES": "3",
             "LOGIN_FAILURE_WINDOW_SECONDS": "60",
+            "EVENT_LOOP": "uvloop",
         }
     )
     assert settings.host == "10.1.2.3"
@@ -69,6 +71,7 @@ def test_values_are_read() -> None:
     assert settings.product_write_access is ProductWriteAccess.SUPERUSER
     assert settings.login_max_failures == 3
     assert settings.login_failure_window_seconds == 60
+    assert settings.event_loop is EventLoop.UVLOOP
 
 
 @pytest.mark.parametrize(
@@ -119,6 +122,7 @@ def test_bad_boolean_is_refused_naming_the_variable(variable: str, raw: str) -> 
         ("LOG_LEVEL", "LOUD"),
         ("LOG_LEVEL", "verbose"),
         ("DATABASE_SYNCHRONOUS", "OFF"),
+        ("EVENT_LOOP", "tokio"),
         ("DATABASE_SYNCHRONOUS", "extra-safe"),
         ("DATABASE_READERS", "0"),
         ("DATABASE_READERS", "many"),
