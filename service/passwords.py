@@ -2,13 +2,18 @@
 
 Each argon2 hash takes 64 MiB and ~0.1 s. The hashes run in a small thread pool of their
 own (argon2-cffi releases the GIL), so a login never stalls other requests and a login
-storm queues instead of allocating 64 MiB per concurrent attempt.
+storm queues instead of allocating 64 MiB per concurrent attempt. The threads run at the
+lowest CPU priority: on a busy machine, requests that need no hash go first, and a login
+waits for CPU time nothing else wants.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from pwdlib import PasswordHash
@@ -28,7 +33,9 @@ class PasswordHasher:
 
     def __init__(self, *, threads: int) -> None:
         self._hash = PasswordHash.recommended()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="argon2", initializer=_lowest_priority
+        )
         self._dummy_hash = DUMMY_HASH
 
     async def start(self) -> None:
@@ -63,3 +70,12 @@ class PasswordHasher:
             return self._hash.verify_and_update(password, hashed)
         except UnknownHashError:  # an empty or foreign stored hash never matches
             return False, None
+
+
+LOWEST_PRIORITY = 19  # nice value
+
+
+def _lowest_priority() -> None:
+    """Lower the calling thread's priority (Linux: a thread's nice value is its own)."""
+    with contextlib.suppress(AttributeError, OSError):  # no per-thread nice here: run as is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)

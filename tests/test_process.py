@@ -191,13 +191,16 @@ def test_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert migrations.pending_sync(database, migrations.known_migration_ids()) == []
 
 
-def test_serves_on_uvloop_when_chosen(tmp_path: Path) -> None:
-    with started(tmp_path, EVENT_LOOP="uvloop") as server:
+@pytest.mark.parametrize(("chosen", "uvloop_loaded"), [(None, True), ("asyncio", False)])
+def test_serves_on_the_chosen_event_loop(
+    tmp_path: Path, chosen: str | None, uvloop_loaded: bool
+) -> None:
+    with started(tmp_path, **({} if chosen is None else {"EVENT_LOOP": chosen})) as server:
         wait_until_serving(server)
         status, _, body = call(server, "POST", "/products/", {"name": "Tea", "price": 4.5})
         assert status == 201, body
-        loop_of = f"/proc/{server.process.pid}/maps"
-        assert "uvloop" in Path(loop_of).read_text(), "uvloop's extension is not loaded"
+        maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+        assert ("uvloop" in maps) is uvloop_loaded
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=10) == 0, server.stderr()
 

@@ -31,7 +31,7 @@ def test_defaults() -> None:
     assert settings.product_write_access is ProductWriteAccess.PUBLIC
     assert settings.login_max_failures == 10
     assert settings.login_failure_window_seconds == 900
-    assert settings.event_loop is EventLoop.ASYNCIO
+    assert settings.event_loop is EventLoop.UVLOOP
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -54,7 +54,7 @@ def test_values_are_read() -> None:
             "PRODUCT_WRITE_ACCESS": "SuperUser",
             "LOGIN_MAX_FAILURES": "3",
             "LOGIN_FAILURE_WINDOW_SECONDS": "60",
-            "EVENT_LOOP": "uvloop",
+            "EVENT_LOOP": "asyncio",
         }
     )
     assert settings.host == "10.1.2.3"
@@ -71,7 +71,7 @@ def test_values_are_read() -> None:
     assert settings.product_write_access is ProductWriteAccess.SUPERUSER
     assert settings.login_max_failures == 3
     assert settings.login_failure_window_seconds == 60
-    assert settings.event_loop is EventLoop.UVLOOP
+    assert settings.event_loop is EventLoop.ASYNCIO
 
 
 @pytest.mark.parametrize(
