@@ -53,6 +53,7 @@ COMMAND_TIMEOUT = 30.0
 # Every command in a ```sh block matches exactly one of these; the test named runs it.
 CHECKS = {
     "test_api_commands": r"^(TOKEN=\$\()?curl ",
+    "test_python_client_example": r"^\.venv/bin/pip install httpx==",
     "test_make_run_serves_the_docs": r"^make run$",
     "test_yoyo_commands": r"^\.venv/bin/yoyo ",
     "test_no_migrate_refuses_a_pending_migration": r"^\.venv/bin/python run\.py --no-migrate$",
@@ -301,7 +302,7 @@ def test_no_command_hides_in_prose() -> None:
     """Commands in running text are not run by this file: they belong in ```sh blocks."""
     text = re.sub(r"```.*?```", "", README.read_text(encoding="utf-8"), flags=re.DOTALL)
     spans = re.findall(r"`([^`\n]+)`", text)
-    looks_run = re.compile(r"^(curl|sqlite3|pip|gunicorn|\.venv/bin/|python3? -c) ")
+    looks_run = re.compile(r"^((curl|sqlite3|pip|gunicorn) |python3? -c |\.venv/bin/)")
     assert [span for span in spans if looks_run.match(span)] == []
 
 
@@ -426,6 +427,9 @@ def _check_header_claims(command: Command, rest: str, headers: dict[str, str]) -
 
 def test_python_client_example(tmp_path: Path) -> None:
     """The httpx example prints what the README says, logging in again after its 401."""
+    for command in readme_commands("test_python_client_example"):  # installing httpx
+        result = run_shell(command.text, REPO_ROOT, environment(tmp_path))
+        assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
     blocks = readme_blocks()
     python = [i for i, block in enumerate(blocks) if block.language == "python"]
     assert python, "README.md has no python example"
