@@ -1,0 +1,696 @@
+"""Every command in README.md runs and does what the README says, so none of them rots.
+
+The README's fenced blocks are read in order. A ```sh block is split into commands, and
+each command must match exactly one entry of CHECKS (a test below runs it, against a real
+server where it needs one) or of NOT_RUN_HERE (with the reason and what runs it instead);
+anything else fails test_every_block_has_a_check. A ```python block is run as a script
+against a real server. Other blocks are checked as the `<!-- readme-test: KIND (reason) -->`
+comment above them says (MARKERS); one without such a comment fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from service import migrations
+from service.app import create_app
+from service.settings import Settings
+from tests.test_process import (
+    REPO_ROOT,
+    SECRET_KEY,
+    Server,
+    call,
+    environment,
+    free_port,
+    started,
+    wait_until_serving,
+)
+
+pytestmark = pytest.mark.process
+
+README = REPO_ROOT / "README.md"
+README_ADDRESSES = ("localhost:8000", "127.0.0.1:8000")
+COMMAND_TIMEOUT = 30.0
+
+# Every command in a ```sh block matches exactly one of these; the test named runs it.
+CHECKS = {
+    "test_api_commands": r"^(TOKEN=\$\()?curl ",
+    "test_python_client_example": r"^\.venv/bin/pip install httpx==",
+    "test_make_run_serves_the_docs": r"^make run$",
+    "test_yoyo_commands": r"^\.venv/bin/yoyo ",
+    "test_no_migrate_refuses_a_pending_migration": r"^\.venv/bin/python run\.py --no-migrate$",
+    "test_create_superuser_commands": r"run\.py create-superuser|-m service\.create_superuser",
+    "test_backup_while_serving": r"sqlite3\.connect\('products\.db'\)\.backup\(",
+    "test_aiohttp_web_runner": r"^\.venv/bin/python -m aiohttp\.web ",
+    "test_gunicorn_with_two_workers": r"^\.venv/bin/(pip install gunicorn==|gunicorn )",
+    "test_one_test_file": r"^\.venv/bin/python -m pytest tests/",
+}
+
+# Commands not run by this file, each with the reason and what runs it instead.
+NOT_RUN_HERE = {
+    "make test": ".ci/run runs it (REQUIRE_BROWSER_TESTS=1 make test); here it would run "
+    "this file again",
+    "make lint": ".ci/run runs it before the tests",
+    "make format": "it rewrites the checkout's files; `make lint` in .ci/run checks the same "
+    "formatting without writing",
+}
+
+# `<!-- readme-test: KIND (reason) -->` right above a block: how a non-command block is checked.
+MARKERS = {
+    "response": "test_api_commands: a ```json block is the body the command above it prints",
+    "output": "test_python_client_example: a ```text block is what the ```python above prints",
+    "log-line": "test_log_line_example",
+    "layout": "test_layout_lists_every_module",
+    "skip": "not checked; the reason in parentheses is required",
+}
+_MARKER = re.compile(r"<!--\s*readme-test:\s*([\w-]+)\s*(?:\((.*)\))?\s*-->")
+
+
+@dataclass(frozen=True)
+class Block:
+    language: str
+    text: str
+    line: int  # of the opening fence, 1-based
+    marker: str | None
+    marker_reason: str
+
+
+@dataclass(frozen=True)
+class Command:
+    text: str  # without its trailing comment; continuation lines joined
+    comment: str
+    line: int
+
+
+def readme_blocks() -> list[Block]:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    index = 0
+    while index < len(lines):
+        fence = re.fullmatch(r"```(\S*)\s*", lines[index])
+        if fence is None:
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines) and lines[end].strip() != "```":
+            end += 1
+        assert end < len(lines), f"README.md:{index + 1}: the block is never closed"
+        marker, reason = None, ""
+        above = index - 1
+        while above >= 0 and not lines[above].strip():
+            above -= 1
+        if above >= 0 and (found := _MARKER.fullmatch(lines[above].strip())):
+            marker, reason = found.group(1), (found.group(2) or "").strip()
+        text = "\n".join(lines[index + 1 : end])
+        blocks.append(Block(fence.group(1), text, index + 1, marker, reason))
+        index = end + 1
+    return blocks
+
+
+def commands(block: Block) -> list[Command]:
+    """The shell commands of a block: continuation lines joined, comments split off."""
+    result: list[Command] = []
+    pending = ""
+    start = 0
+    for offset, raw in enumerate(block.text.splitlines()):
+        code, comment = _split_comment(raw)
+        if not pending and not code.strip():
+            if comment and result:  # a comment-only line goes with the command above
+                last = result[-1]
+                result[-1] = Command(last.text, f"{last.comment} {comment}".strip(), last.line)
+            continue
+        if not pending:
+            start = block.line + 1 + offset
+        if code.rstrip().endswith("\\"):
+            pending += code.rstrip()[:-1].strip() + " "
+            continue
+        result.append(Command((pending + code).strip(), comment, start))
+        pending = ""
+    assert not pending, f"README.md:{start}: a command ends with a line continuation"
+    return result
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """Split `code  # comment` at the first `#` outside quotes that starts a word."""
+    quote = ""
+    for position, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (position == 0 or line[position - 1].isspace()):
+            return line[:position], line[position + 1 :].strip()
+    return line, ""
+
+
+def shell_blocks() -> list[Block]:
+    return [block for block in readme_blocks() if block.language in ("sh", "bash")]
+
+
+def readme_commands(check: str) -> list[Command]:
+    """The README's commands that CHECKS assigns to `check`; there must be some."""
+    pattern = re.compile(CHECKS[check])
+    found = [c for block in shell_blocks() for c in commands(block) if pattern.search(c.text)]
+    assert found, f"README.md has no command for {check} (pattern {CHECKS[check]!r})"
+    return found
+
+
+def at(command: Command) -> str:
+    return f"README.md:{command.line}: {command.text}"
+
+
+def on_port(text: str, port: int) -> str:
+    """The README's address (localhost:8000) replaced by a test server's."""
+    assert any(address in text for address in README_ADDRESSES), text
+    for address in README_ADDRESSES:
+        text = text.replace(address, f"127.0.0.1:{port}")
+    return text
+
+
+def scratch_checkout(tmp_path: Path) -> Path:
+    """A folder that looks like the repository root to `.venv/bin/...` and yoyo.ini."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    (root / "sql").symlink_to(REPO_ROOT / "sql")
+    shutil.copy(REPO_ROOT / "yoyo.ini", root / "yoyo.ini")
+    return root
+
+
+def run_shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", f"set -o pipefail\n{command}"],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+
+
+def spawn(tmp_path: Path, command: str, port: int, **env: str) -> Server:
+    """A README command that serves until stopped, in its own process group."""
+    environ = environment(tmp_path, **env)
+    stderr_path = tmp_path / f"stderr-{port}.txt"
+    with stderr_path.open("wb") as output:
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=REPO_ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server(process, port, stderr_path, Path(environ["LOG_FILE"]))
+
+
+Stopper = Callable[..., int]
+
+
+@pytest.fixture
+def stop_group() -> Iterator[Stopper]:
+    """Stop a spawned command's process group (SIGKILL on the way out if it lingers)."""
+    spawned: list[Server] = []
+
+    def stop(server: Server, signal_number: int = signal.SIGTERM) -> int:
+        spawned.append(server)
+        os.killpg(server.process.pid, signal_number)
+        return server.process.wait(timeout=15)
+
+    yield stop
+    for server in spawned:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+
+
+def get(server: Server, path: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"{server.base}{path}")  # noqa: S310
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def log_in(server: Server, username: str, password: str) -> dict[str, str]:
+    form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    url = f"{server.base}/login/access-token"
+    with urllib.request.urlopen(url, data=form, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+# --- every block has a check ---------------------------------------------------------
+
+
+def test_every_block_has_a_check() -> None:
+    problems = []
+    for block in readme_blocks():
+        where = f"README.md:{block.line}"
+        if block.marker is not None and block.marker not in MARKERS:
+            problems.append(f"{where}: unknown readme-test marker {block.marker!r}")
+        elif block.marker is not None and not block.marker_reason:
+            problems.append(f"{where}: the readme-test marker needs a (reason)")
+        elif block.marker == "skip":
+            continue
+        elif block.language in ("sh", "bash"):
+            for command in commands(block):
+                claims = [
+                    name for name, pattern in CHECKS.items() if re.search(pattern, command.text)
+                ]
+                claims += ["NOT_RUN_HERE"] if command.text in NOT_RUN_HERE else []
+                if len(claims) != 1:
+                    problems.append(f"{at(command)}\n    is claimed by {claims or 'no check'}")
+        elif block.language == "python":
+            if block.marker is not None:
+                problems.append(f"{where}: a python block is run, not marked")
+        elif block.marker is None:
+            problems.append(
+                f"{where}: no check knows this ```{block.language} block: make it a command, "
+                "or put a readme-test marker above it"
+            )
+    assert not problems, "\n".join(problems)
+    # The allow-list names only commands that are in the README.
+    all_commands = {c.text for block in shell_blocks() for c in commands(block)}
+    assert set(NOT_RUN_HERE) <= all_commands, set(NOT_RUN_HERE) - all_commands
+
+
+def test_no_command_hides_in_prose() -> None:
+    """Commands in running text are not run by this file: they belong in ```sh blocks."""
+    text = re.sub(r"```.*?```", "", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    spans = re.findall(r"`([^`\n]+)`", text)
+    looks_run = re.compile(r"^((curl|sqlite3|pip|gunicorn) |python3? -c |\.venv/bin/)")
+    assert [span for span in spans if looks_run.match(span)] == []
+
+
+# --- the API, with curl ----------------------------------------------------------------
+
+# Each command's curl also writes the response headers to a file, for the status check.
+CURL_PRELUDE = (
+    'curl() { command curl --silent --show-error --dump-header "$README_HEADERS" "$@"; }\n'
+)
+_STATUS_CLAIM = re.compile(r"^(\d{3})\b(.*)$")
+_HEADER_CLAIM = re.compile(r"^([A-Za-z][A-Za-z-]*)(?::\s*(.+))?$")
+_PLACEHOLDER = re.compile(r"<[a-z][^<>]*>")
+_ASSIGNMENT = re.compile(r"^([A-Z_][A-Z0-9_]*)=\$\(")
+ALICE = ("alice", "correct horse battery")  # the README's example account
+
+
+def test_api_commands(tmp_path: Path) -> None:
+    """Each curl command, in README order in one shell session, gets the status it claims."""
+    if shutil.which("curl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("curl is not installed (apt-get install -y curl)")
+        pytest.skip("curl is not installed (apt-get install -y curl); CI runs this")
+    pattern = re.compile(CHECKS["test_api_commands"])
+    with started(tmp_path) as server:
+        wait_until_serving(server)
+        placeholders = {
+            "<the refresh_token>": lambda: log_in(server, *ALICE)["refresh_token"],
+            "<id>": lambda: _another_session_id(server),
+        }
+        variables: dict[str, str] = {}
+        last_output: str | None = None
+        ran = 0
+        for block in readme_blocks():
+            if block.marker == "response":
+                assert last_output is not None, f"README.md:{block.line}: no command above"
+                assert json.loads(last_output) == json.loads(block.text), (block.line, last_output)
+                continue
+            if block.language not in ("sh", "bash") or block.marker == "skip":
+                last_output = None
+                continue
+            for command in commands(block):
+                if not pattern.search(command.text):
+                    last_output = None
+                    continue
+                last_output = _run_curl(tmp_path, server, command, variables, placeholders)
+                ran += 1
+    assert ran == len(readme_commands("test_api_commands"))
+
+
+def _another_session_id(server: Server) -> str:
+    """A session of the README's account on another device, as GET /users/me/sessions lists it."""
+    token = log_in(server, *ALICE)["access_token"]
+    status, body = get(server, "/users/me/sessions", token)
+    assert status == 200, body
+    return next(s["id"] for s in json.loads(body)["data"] if s["current"])  # type: ignore[no-any-return]
+
+
+def _run_curl(
+    tmp_path: Path,
+    server: Server,
+    command: Command,
+    variables: dict[str, str],
+    placeholders: dict[str, Callable[[], str]],
+) -> str:
+    text = on_port(command.text, server.port)
+    for placeholder in _PLACEHOLDER.findall(text):
+        assert placeholder in placeholders, f"{at(command)}\n    no value for {placeholder}"
+        text = text.replace(placeholder, placeholders[placeholder]())
+    assert len(re.findall(r"\bcurl\b", text)) == 1, f"{at(command)}\n    one curl per command"
+    headers_file = tmp_path / "headers.txt"
+    headers_file.unlink(missing_ok=True)
+    assigned = _ASSIGNMENT.match(text)
+    value_file = tmp_path / "value.txt"
+    script = CURL_PRELUDE + text
+    if assigned:
+        script += f'\nprintf %s "${assigned.group(1)}" > "$README_VALUE"'
+    env = environment(
+        tmp_path, **variables, README_HEADERS=str(headers_file), README_VALUE=str(value_file)
+    )
+    result = run_shell(script, REPO_ROOT, env)
+    assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+    assert headers_file.exists(), f"{at(command)}\n    curl never ran"
+    status, headers = _last_response_headers(headers_file.read_text(encoding="latin-1"))
+    expected = _STATUS_CLAIM.match(command.comment)
+    if expected:
+        assert status == int(expected.group(1)), f"{at(command)}\n    got {status}: {result.stdout}"
+        _check_header_claims(command, expected.group(2), headers)
+    else:
+        assert 200 <= status < 300, f"{at(command)}\n    got {status}: {result.stdout}"
+    if assigned:
+        value = value_file.read_text(encoding="utf-8")
+        assert value, f"{at(command)}\n    left {assigned.group(1)} empty"
+        variables[assigned.group(1)] = value
+    return result.stdout
+
+
+def _last_response_headers(dump: str) -> tuple[int, dict[str, str]]:
+    responses = re.split(r"\r?\n\r?\n", dump.strip())
+    status_line, *lines = responses[-1].splitlines()
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers
+
+
+def _check_header_claims(command: Command, rest: str, headers: dict[str, str]) -> None:
+    """`# 201, Location: /products/1, ETag`: a header with that value, a header present."""
+    if not rest.startswith(","):
+        return  # `# 204: this session ends now` is prose
+    for claim in (part.strip() for part in rest[1:].split(",")):
+        found = _HEADER_CLAIM.fullmatch(claim)
+        assert found, f"{at(command)}\n    cannot check {claim!r}: say `Header` or `Header: value`"
+        name, value = found.group(1).lower(), found.group(2)
+        assert name in headers, f"{at(command)}\n    no {found.group(1)} header: {headers}"
+        if value is not None:
+            assert headers[name] == value, f"{at(command)}\n    {name}: {headers[name]}"
+
+
+# --- the Python client -----------------------------------------------------------------
+
+
+def test_python_client_example(tmp_path: Path) -> None:
+    """The httpx example prints what the README says, logging in again after its 401."""
+    for command in readme_commands("test_python_client_example"):  # installing httpx
+        result = run_shell(command.text, REPO_ROOT, environment(tmp_path))
+        assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+    blocks = readme_blocks()
+    python = [i for i, block in enumerate(blocks) if block.language == "python"]
+    assert python, "README.md has no python example"
+    with started(tmp_path) as server:
+        wait_until_serving(server)
+        for index in python:
+            script = tmp_path / f"example-{blocks[index].line}.py"
+            script.write_text(on_port(blocks[index].text, server.port), encoding="utf-8")
+            result = subprocess.run(
+                [sys.executable, str(script)],
+                env=environment(tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+            )
+            where = f"README.md:{blocks[index].line}"
+            assert result.returncode == 0, f"{where}\n{result.stderr}"
+            following = blocks[index + 1] if index + 1 < len(blocks) else None
+            assert following is not None and following.marker == "output", (
+                f"{where}: say what the example prints in a ```text block marked `output`"
+            )
+            assert result.stdout == following.text + "\n", where
+    log = server.log_file.read_text(encoding="utf-8")
+
+    # The 401 path ran: a refused GET /users/me, then a second login.
+    def requests(line: str, status: int) -> int:
+        return len(re.findall(rf"{line} выполнялся \S+ мс \| status={status} ", log))
+
+    assert requests("GET /users/me", 401) == 1, log
+    assert requests("POST /login/access-token", 200) == 2, log
+    assert requests("POST /users/signup", 422) == 1, log
+
+
+# --- operating it ----------------------------------------------------------------------
+
+
+def test_make_run_serves_the_docs(tmp_path: Path, stop_group: Stopper) -> None:
+    (command,) = readme_commands("test_make_run_serves_the_docs")
+    port = free_port()
+    server = spawn(tmp_path, command.text, port, PORT=str(port))
+    wait_until_serving(server)
+    for page in ("/docs", "/redoc", "/health/ready"):
+        status, body = get(server, page)
+        assert status == 200, (page, body[:200])
+    stop_group(server, signal.SIGINT)  # Ctrl+C in the terminal; make reports it as an error
+    assert "Traceback" not in server.stderr()
+    with pytest.raises(urllib.error.URLError):  # no server left behind
+        get(server, "/health")
+    database = tmp_path / "data" / "app.db"
+    assert migrations.pending_sync(database, migrations.known_migration_ids()) == []
+
+
+def test_yoyo_commands(tmp_path: Path) -> None:
+    """In a checkout: apply migrates ./products.db (or --database), rollback undoes the newest."""
+    root = scratch_checkout(tmp_path)
+    known = migrations.known_migration_ids()
+    absolute = tmp_path / "srv"
+    (absolute / "data").mkdir(parents=True)
+    for command in readme_commands("test_yoyo_commands"):
+        text = command.text.replace("////srv/", f"///{absolute}/")
+        result = run_shell(text, root, environment(tmp_path))
+        assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+        if "--database" in text:
+            path = text.split("sqlite:///", 1)[1].split()[0]
+            database = Path(path) if path.startswith("/") else root / path
+            assert database.exists(), f"{at(command)}\n    did not create {database}"
+            assert migrations.pending_sync(database, known) == [], at(command)
+        elif text.split()[1] == "apply":
+            assert migrations.pending_sync(root / "products.db", known) == [], at(command)
+        elif text.split()[1] == "rollback":
+            assert migrations.pending_sync(root / "products.db", known) == [max(known)], at(command)
+        else:
+            pytest.fail(f"{at(command)}\n    no expectation for this yoyo command")
+
+
+def test_no_migrate_refuses_a_pending_migration(tmp_path: Path) -> None:
+    (command,) = readme_commands("test_no_migrate_refuses_a_pending_migration")
+    text = f"{command.text} --port {free_port()}"
+    result = run_shell(text, REPO_ROOT, environment(tmp_path))
+    assert result.returncode != 0
+    assert "pending migrations" in result.stderr, result.stderr
+    assert not (tmp_path / "data" / "app.db").exists()
+
+
+def test_create_superuser_commands(tmp_path: Path) -> None:
+    """Each command makes a superuser who can log in with the password it printed."""
+    listed = readme_commands("test_create_superuser_commands")
+    homes = [tmp_path / f"superuser-{number}" for number in range(len(listed))]
+    with ThreadPoolExecutor() as pool:  # each on its own database, side by side
+        results = list(
+            pool.map(lambda c, h: run_shell(c.text, REPO_ROOT, environment(h)), listed, homes)
+        )
+    for command, home, result in zip(listed, homes, results, strict=True):
+        assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+        created = re.fullmatch(r"created superuser '(\S+)' with password: (.+)\n", result.stdout)
+        assert created, f"{at(command)}\n{result.stdout}"
+        username, password = created.groups()
+        words = shlex.split(command.text)
+        if "--username" in words:
+            assert username == words[words.index("--username") + 1]
+        if "--password" in words:
+            assert password == words[words.index("--password") + 1]
+        if words[0].startswith("ADMIN_PASSWORD="):
+            assert password == words[0].partition("=")[2]
+        assert password not in result.stderr
+        assert asyncio.run(_superuser_logs_in(home, username, password)), at(command)
+
+    # "Run again, it says the user exists and changes nothing (exit 0)".
+    again = run_shell(listed[0].text, REPO_ROOT, environment(homes[0]))
+    assert again.returncode == 0, again.stderr
+    assert "already exists" in again.stdout
+    first = re.fullmatch(r"created superuser '(\S+)' with password: (.+)\n", results[0].stdout)
+    assert first is not None
+    assert asyncio.run(_superuser_logs_in(homes[0], *first.groups()))
+
+
+async def _superuser_logs_in(home: Path, username: str, password: str) -> bool:
+    settings = Settings(
+        database_path=Path(environment(home)["DATABASE_PATH"]),
+        log_file=home / "check.log",
+        log_stderr=False,
+        secret_key=SECRET_KEY,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        login = await client.post(
+            "/login/access-token", data={"username": username, "password": password}
+        )
+        if login.status != 200:
+            return False
+        token = (await login.json())["access_token"]
+        me = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+        return me.status == 200 and (await me.json())["is_superuser"] is True
+
+
+def test_backup_while_serving(tmp_path: Path) -> None:
+    """The backup, taken while the server runs, holds a commit still only in the WAL."""
+    (command,) = readme_commands("test_backup_while_serving")
+    root = scratch_checkout(tmp_path)
+    with started(tmp_path, DATABASE_PATH=str(root / "products.db")) as server:
+        wait_until_serving(server)
+        status, _, body = call(server, "POST", "/products/", {"name": "Backed up", "price": 1})
+        assert status == 201, body
+        assert (root / "products.db-wal").stat().st_size > 0  # a plain copy would miss it
+        result = run_shell(command.text, root, environment(tmp_path))
+        assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+        assert get(server, "/health/ready")[0] == 200  # the server went on serving
+    backup = sqlite3.connect(root / "backup.db")
+    try:
+        assert backup.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        names = [row[0] for row in backup.execute("SELECT name FROM products")]
+    finally:
+        backup.close()
+    assert names == ["Backed up"]
+    assert migrations.pending_sync(root / "backup.db", migrations.known_migration_ids()) == []
+
+
+def test_aiohttp_web_runner(tmp_path: Path, stop_group: Stopper) -> None:
+    (command,) = readme_commands("test_aiohttp_web_runner")
+    migrations.apply_pending(tmp_path / "data" / "app.db")  # "run `yoyo apply` first"
+    port = free_port()
+    assert "-P 8000" in command.text, at(command)
+    text = command.text.replace("-P 8000", f"-P {port}")
+    server = spawn(tmp_path, text, port)
+    wait_until_serving(server)
+    status, body = get(server, "/health/ready")
+    assert status == 200, body
+    stop_group(server)
+    assert "Traceback" not in server.stderr()
+    assert " выполнялся " in server.log_file.read_text(encoding="utf-8")
+
+
+def test_gunicorn_with_two_workers(tmp_path: Path, stop_group: Stopper) -> None:
+    """Two workers on one SQLite file: signups and logins work whichever worker answers."""
+    install, serve = readme_commands("test_gunicorn_with_two_workers")
+    result = run_shell(install.text, REPO_ROOT, environment(tmp_path))
+    assert result.returncode == 0, f"{at(install)}\n{result.stderr}"
+    migrations.apply_pending(tmp_path / "data" / "app.db")  # "run `yoyo apply` first"
+    port = free_port()
+    server = spawn(tmp_path, on_port(serve.text, port), port)
+    wait_until_serving(server)
+    assert len(_gunicorn_processes(server.process.pid)) == 3, server.stderr()  # master + 2
+    for number in range(3):  # a new connection each: the workers share them out
+        user = {"username": f"worker-user-{number}", "password": "a long password"}
+        status, _, body = call(server, "POST", "/users/signup", user)
+        assert status == 201, body
+        token = log_in(server, user["username"], user["password"])["access_token"]
+        assert get(server, "/users/me", token)[0] == 200
+    assert stop_group(server) == 0, server.stderr()
+    assert "Traceback" not in server.stderr()
+
+
+def _gunicorn_processes(root: int) -> list[int]:
+    """`root` and its descendants whose command line runs gunicorn."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    family, grew = {root}, True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in family}
+        grew = not children <= family
+        family |= children
+    found = []
+    for pid in family:
+        try:
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"gunicorn" in cmdline and not cmdline.startswith(b"bash"):
+            found.append(pid)
+    return found
+
+
+# --- developing ------------------------------------------------------------------------
+
+
+def test_one_test_file() -> None:
+    (command,) = readme_commands("test_one_test_file")
+    assert "test_readme" not in command.text  # it would run this file again
+    result = run_shell(command.text, REPO_ROOT, dict(os.environ))
+    assert result.returncode == 0, f"{at(command)}\n{result.stdout}"
+    assert re.search(r"\b\d+ passed\b", result.stdout), result.stdout
+
+
+def marked(kind: str) -> list[Block]:
+    found = [block for block in readme_blocks() if block.marker == kind]
+    assert found, f"README.md has no block marked {kind!r}"
+    return found
+
+
+LOG_LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| INFO +\| [A-Z]+ /\S* выполнялся \d+\.\d\d мс"
+    r" \| status=\d{3} request_id=\S+ client=\S+"
+)
+
+
+def test_log_line_example(tmp_path: Path) -> None:
+    """The README's example has the shape of the line the service writes for a request."""
+    (block,) = marked("log-line")
+    assert LOG_LINE.fullmatch(block.text.strip()), block.text
+    with started(tmp_path) as server:
+        wait_until_serving(server)
+        assert call(server, "POST", "/products/", {"name": "Tea", "price": 4.5})[0] == 201
+    lines = server.log_file.read_text(encoding="utf-8").splitlines()
+    post = [line for line in lines if "POST /products/ " in line]
+    assert len(post) == 1 and LOG_LINE.fullmatch(post[0]), lines
+    assert post[0].endswith("request_id=proc-post client=127.0.0.1")
+
+
+def test_layout_lists_every_module() -> None:
+    (block,) = marked("layout")
+    listed = [line.split()[0] for line in block.text.splitlines() if line.strip()]
+    missing = [path for path in listed if not (REPO_ROOT / path).exists()]
+    assert missing == [], f"the README's layout lists paths that do not exist: {missing}"
+    actual = [
+        str(path.relative_to(REPO_ROOT)) + ("/" if path.is_dir() else "")
+        for path in sorted((REPO_ROOT / "service").iterdir())
+        if path.name not in ("__init__.py", "__pycache__")
+    ]
+    unlisted = [path for path in actual if path not in listed]
+    assert unlisted == [], f"add these to the README's layout: {unlisted}"
