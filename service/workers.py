@@ -10,6 +10,8 @@ processes rotating one file would rename it under each other.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from types import FrameType
 
 from service.settings import Settings
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_GRACE_SECONDS = 35.0  # a worker's own shutdown timeout (30 s), and a little more
 _POLL_SECONDS = 0.2
 
@@ -70,7 +73,16 @@ def _start_worker(settings: Settings, number: int, run_py: Path) -> subprocess.P
     command = [sys.executable, str(run_py), "--no-migrate", "--reuse-port"]
     # A session of its own: a Ctrl-C in the terminal reaches the parent only, which turns
     # it into one orderly SIGTERM per worker (a second signal would cut a shutdown short).
-    return subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
+    # The parent has no threads here, so preexec_fn is safe.
+    return subprocess.Popen(  # noqa: S603
+        command, env=env, start_new_session=True, preexec_fn=_stop_when_parent_dies
+    )
+
+
+def _stop_when_parent_dies() -> None:
+    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (no orphans)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -61,6 +62,7 @@ CHECKS = {
     "test_backup_while_serving": r"sqlite3\.connect\('products\.db'\)\.backup\(",
     "test_aiohttp_web_runner": r"^\.venv/bin/python -m aiohttp\.web ",
     "test_gunicorn_with_two_workers": r"^\.venv/bin/(pip install gunicorn==|gunicorn )",
+    "test_run_py_with_two_workers": r"^\.venv/bin/python run\.py --workers ",
     "test_one_test_file": r"^\.venv/bin/python -m pytest tests/",
 }
 
@@ -618,6 +620,24 @@ def test_gunicorn_with_two_workers(tmp_path: Path, stop_group: Stopper) -> None:
         token = log_in(server, user["username"], user["password"])["access_token"]
         assert get(server, "/users/me", token)[0] == 200
     assert stop_group(server) == 0, server.stderr()
+    assert "Traceback" not in server.stderr()
+
+
+def test_run_py_with_two_workers(tmp_path: Path, stop_group: Stopper) -> None:
+    """The README's `run.py --workers 2`: migrated by the parent, both workers log requests."""
+    (command,) = readme_commands("test_run_py_with_two_workers")
+    port = free_port()
+    server = spawn(tmp_path, f"{command.text} --port {port}", port)
+    wait_until_serving(server)
+    logs = [server.log_file.with_name(f"app.{number}.log") for number in (1, 2)]
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while not all(log.exists() and "Running on" in log.read_text("utf-8") for log in logs):
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.05)
+    for _ in range(20):  # a new connection each: the kernel shares them out
+        assert get(server, "/health/ready")[0] == 200
+    assert stop_group(server) == 0, server.stderr()
+    assert all(" выполнялся " in log.read_text("utf-8") for log in logs), server.stderr()
     assert "Traceback" not in server.stderr()
 
 

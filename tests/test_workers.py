@@ -139,6 +139,15 @@ def test_a_dead_worker_stops_the_others_and_the_exit_code_says_so(tmp_path: Path
         assert "a worker exited" in server.stderr()
 
 
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    with started(tmp_path, "--workers", "2") as server:
+        wait_until_every_worker_serves(server, 2)
+        pids = worker_pids(server)
+        server.process.kill()
+        server.process.wait(timeout=10)
+        wait_gone(pids, 15)  # no orphans left holding the port
+
+
 def test_workers_must_be_a_positive_number(tmp_path: Path) -> None:
     with started(tmp_path, "--workers", "0") as server:
         assert server.process.wait(timeout=10) == 2
