@@ -8,6 +8,7 @@ to send (`raw_exchange`, `read_response`), or reads the database file itself (`d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -311,3 +313,48 @@ def http_request(
     if body or content_length is not None:
         lines.append(f"Content-Length: {length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+# Many requests at once, from one asyncio client.
+
+
+@dataclass(frozen=True)
+class Req:
+    method: str
+    path: str
+    json: object = None
+    form: Mapping[str, str] | None = None
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parallel(server: Server, requests: list[Req]) -> list[Reply]:
+    """Send every request at once (one connection each); the replies in the same order."""
+    return asyncio.run(_parallel(server.base, requests))
+
+
+async def _parallel(base: str, requests: list[Req]) -> list[Reply]:
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as session:
+
+        async def one(request: Req) -> Reply:
+            async with session.request(
+                request.method,
+                request.path,
+                json=request.json,
+                data=request.form,
+                headers=request.headers,
+            ) as response:
+                return Reply(response.status, dict(response.headers), await response.read())
+
+        return list(await asyncio.gather(*(one(request) for request in requests)))
