@@ -306,11 +306,16 @@ def http_request(
     headers: Mapping[str, str] | None = None,
     content_length: int | None = None,
 ) -> bytes:
-    """The bytes of one HTTP/1.1 request (Content-Length from the body unless given)."""
+    """The bytes of one HTTP/1.1 request.
+
+    Content-Length is the body's unless given, and left out for a chunked body.
+    """
+    headers = dict(headers or {})
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     length = len(body) if content_length is None else content_length
-    if body or content_length is not None:
+    chunked = "chunked" in headers.get("Transfer-Encoding", "")
+    if (body and not chunked) or content_length is not None:
         lines.append(f"Content-Length: {length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
