@@ -32,7 +32,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.test_process import REPO_ROOT, Server, call, started, wait_until_serving
+from tests.helpers_process import REPO_ROOT, Server, call, started, wait_until_serving
 
 pytestmark = pytest.mark.browser
 

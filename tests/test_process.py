@@ -2,137 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from service import migrations
+from tests.helpers_process import (
+    REPO_ROOT,
+    SECRET_KEY,
+    call,
+    environment,
+    free_port,
+    run_to_exit,
+    started,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.process
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "process-test-secret-key-0123456789abcdef"  # 40 characters
-START_TIMEOUT = 15.0
-SETTING_NAMES = {
-    *("HOST", "PORT", "DATABASE_PATH", "DATABASE_SYNCHRONOUS", "DATABASE_READERS"),
-    *("LOG_FILE", "LOG_LEVEL", "LOG_JSON", "LOG_STDERR", "MAX_BODY_BYTES"),
-    *("REQUEST_TIMEOUT_SECONDS", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "OPEN_SIGNUP"),
-    *("PRODUCT_WRITE_ACCESS", "LOGIN_MAX_FAILURES", "LOGIN_FAILURE_WINDOW_SECONDS"),
-    *("PASSWORD_HASH_THREADS", "ADMIN_PASSWORD", "PYTHONASYNCIODEBUG", "EVENT_LOOP"),
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    stderr_path: Path
-    log_file: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-
-
-def environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
-    env.update(
-        DATABASE_PATH=str(tmp_path / "data" / "app.db"),
-        LOG_FILE=str(tmp_path / "logs" / "app.log"),
-        SECRET_KEY=SECRET_KEY,
-        LOG_STDERR="1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(overrides)
-    return env
-
-
-@contextlib.contextmanager
-def started(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
-    """run.py in a subprocess, killed on the way out whatever happens."""
-    port = free_port()
-    stderr_path = tmp_path / f"stderr-{port}.txt"
-    environ = environment(tmp_path, **env)
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "run.py", "--port", str(port), *args],
-            cwd=REPO_ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield Server(process, port, stderr_path, Path(environ["LOG_FILE"]))
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
-def wait_until_serving(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"run.py exited with {server.process.returncode}:\n{server.stderr()}")
-        try:
-            health = f"{server.base}/health"
-            with urllib.request.urlopen(health, timeout=1) as response:  # noqa: S310
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-    pytest.fail(f"run.py did not answer /health in {START_TIMEOUT} s:\n{server.stderr()}")
-
-
-def call(
-    server: Server, method: str, path: str, body: object | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    url = f"{server.base}{path}"  # always http://127.0.0.1
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    request.add_header("X-Request-ID", f"proc-{method.lower()}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
-def run_to_exit(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "run.py", "--port", str(free_port()), *args],
-        cwd=REPO_ROOT,
-        env=environment(tmp_path, **env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:

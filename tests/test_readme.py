@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service import migrations
 from service.app import create_app
 from service.settings import Settings
-from tests.test_process import (
+from tests.helpers_process import (
     REPO_ROOT,
     SECRET_KEY,
     Server,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_process import Server, call, started, wait_until_serving
+from tests.helpers_process import Server, call, started, wait_until_serving
 
 pytestmark = pytest.mark.process
 
