@@ -224,7 +224,9 @@ def spawn(tmp_path: Path, command: str, port: int, **env: str) -> Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Server(process, port, stderr_path, Path(environ["LOG_FILE"]))
+    return Server(
+        process, port, stderr_path, Path(environ["LOG_FILE"]), Path(environ["DATABASE_PATH"])
+    )
 
 
 Stopper = Callable[..., int]
