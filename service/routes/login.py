@@ -50,8 +50,33 @@ async def login_access_token(request: web.Request) -> web.Response:
     form = request["form"]
     username, password = form["username"], form["password"]
     throttle_key = {"username": username.lower()[:_MAX_KEY_CHARS], "client": request.remote or ""}
-    await _count_attempt(request, throttle_key)
+    async with request.app[keys.DATABASE].read() as conn:
+        _refuse_if_locked(await _seconds_locked(request, conn, throttle_key))  # spare the hash
     user = await _authenticate(request, username, password)
+    session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
+    # The verdict, in one unit of work after the verify: parallel attempts each find the
+    # failures committed before them, so at most LOGIN_MAX_FAILURES of them get an answer
+    # other than 429, and a 429 says nothing about the password.
+    try:
+        async with request.app[keys.DATABASE].transaction() as conn:
+            wait = await _seconds_locked(request, conn, throttle_key)
+            if wait == 0 and user is None:
+                await _record_failure(request, conn, throttle_key)
+            elif wait == 0 and user is not None:
+                await login_failures.clear_failures(conn, **throttle_key)
+                if user.is_active:
+                    await sessions.create_session(
+                        conn,
+                        session_id=session_id,
+                        user_id=user.id,
+                        refresh_token_hash=tokens.refresh_token_hash(refresh_token),
+                        expires_at=_refresh_expiry(request),
+                        user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
+                        client=request.remote,
+                    )
+    except sessions.UserGone:  # deleted while the password was being verified
+        raise Unauthorized("incorrect_login") from None
+    _refuse_if_locked(wait)
     if user is None:
         # The username only if it could be one: a password typed into the wrong field
         # must not reach the log.
@@ -59,24 +84,7 @@ async def login_access_token(request: web.Request) -> web.Response:
         logger.bind(request_id=request[keys.REQUEST_ID]).warning(f"failed login for {shown}")
         raise Unauthorized("incorrect_login")
     if not user.is_active:
-        async with request.app[keys.DATABASE].transaction() as conn:
-            await login_failures.clear_failures(conn, **throttle_key)
         raise BadRequest("inactive_user")
-    session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
-    try:
-        async with request.app[keys.DATABASE].transaction() as conn:
-            await login_failures.clear_failures(conn, **throttle_key)
-            await sessions.create_session(
-                conn,
-                session_id=session_id,
-                user_id=user.id,
-                refresh_token_hash=tokens.refresh_token_hash(refresh_token),
-                expires_at=_refresh_expiry(request),
-                user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
-                client=request.remote,
-            )
-    except sessions.UserGone:  # deleted while the password was being verified
-        raise Unauthorized("incorrect_login") from None
     return _token_response(request, user, session_id, refresh_token)
 
 
@@ -198,21 +206,28 @@ async def _authenticate(request: web.Request, username: str, password: str) -> U
     return user
 
 
-async def _count_attempt(request: web.Request, throttle_key: dict[str, str]) -> None:
-    """429 if the pair is locked out; else count this attempt as a failure up front.
-
-    Counted before the password is verified (a success clears it), in one unit of work,
-    so that parallel attempts cannot all slip under the limit while they are verified.
-    """
+async def _seconds_locked(
+    request: web.Request, conn: aiosqlite.Connection, throttle_key: dict[str, str]
+) -> float:
     settings = request.app[keys.SETTINGS]
-    window = settings.login_failure_window_seconds
-    async with request.app[keys.DATABASE].transaction() as conn:
-        now = time.time()
-        wait = await login_failures.seconds_locked(
-            conn, **throttle_key, now=now, max_failures=settings.login_max_failures, window=window
-        )
-        if wait == 0:
-            await login_failures.record_failure(conn, **throttle_key, now=now, window=window)
+    return await login_failures.seconds_locked(
+        conn,
+        **throttle_key,
+        now=time.time(),
+        max_failures=settings.login_max_failures,
+        window=settings.login_failure_window_seconds,
+    )
+
+
+async def _record_failure(
+    request: web.Request, conn: aiosqlite.Connection, throttle_key: dict[str, str]
+) -> None:
+    window = request.app[keys.SETTINGS].login_failure_window_seconds
+    await login_failures.record_failure(conn, **throttle_key, now=time.time(), window=window)
+
+
+def _refuse_if_locked(wait: float) -> None:
+    """429 with Retry-After while the (username, client) pair is locked out."""
     if wait > 0:
         seconds = math.ceil(wait)
         raise ApiError(
