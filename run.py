@@ -17,7 +17,9 @@ from service.app import create_app
 from service.settings import EventLoop, Settings, SettingsError
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
-KEEPALIVE_TIMEOUT_SECONDS = 75.0
+# After an early answer (408, 413) to a body still arriving, aiohttp reads and discards the
+# rest for this long before closing (closing at once could reset the answer away).
+LINGERING_SECONDS = 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +72,11 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         access_log=None,  # our middleware writes the one line per request
         print=lambda message: logger.info(" ".join(message.replace("=", " ").split())),
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+        # aiohttp has no timeout for reading headers: its keep-alive timer, armed when the
+        # connection opens and after each response, is what cuts off a client that trickles
+        # its headers or sends nothing, so it gets the same bound as a whole request.
+        keepalive_timeout=settings.request_timeout_seconds,
+        lingering_time=LINGERING_SECONDS,
         reuse_port=reuse_port or None,
     )
     return 0
