@@ -43,6 +43,7 @@ from service.queries import users as user_queries
 from service.queries.users import UsernameTaken
 from service.settings import Settings, Synchronous
 from tests.helpers_auth import password_hash
+from tests.log_hygiene import remember_token
 from tests.test_process import SECRET_KEY, Server, started, wait_until_serving
 
 pytestmark = pytest.mark.process
@@ -176,7 +177,7 @@ class Identity:
             key=SECRET_KEY,
             lifetime_seconds=3600,
         )
-        return issued.token
+        return remember_token(issued.token)
 
     async def _create(self, conn: Any) -> user_queries.User:
         role = "admin" if self.superuser else "user"

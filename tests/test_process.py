@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from service import migrations
+from tests.log_hygiene import remember
 
 pytestmark = pytest.mark.process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "process-test-secret-key-0123456789abcdef"  # 40 characters
+SECRET_KEY = remember("process-test-secret-key-0123456789abcdef", "SECRET_KEY")  # 40 chars
 START_TIMEOUT = 15.0
 SETTING_NAMES = {
     *("HOST", "PORT", "DATABASE_PATH", "DATABASE_SYNCHRONOUS", "DATABASE_READERS"),
