@@ -27,8 +27,9 @@ test: install
 FUZZ_EXAMPLES ?= 200
 FUZZ_STATEFUL_STEPS ?= 20
 fuzz: install
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_STEPS=$(FUZZ_STATEFUL_STEPS) \
-	FUZZ_SEED=$${FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	seed=$${FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make fuzz: FUZZ_SEED=$$seed replays this run"; \
+	FUZZ_SEED=$$seed FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_STEPS=$(FUZZ_STATEFUL_STEPS) \
 	$(BIN)/python -m pytest tests/test_fuzz.py -p no:randomly -v
 
 lint: install
