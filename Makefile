@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run migrate test lint format clean
+.PHONY: install run migrate test fuzz lint format clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ migrate: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# A longer fuzzing run than CI's: FUZZ_EXAMPLES per operation, a random seed unless
+# FUZZ_SEED replays one (the seed is printed on failure).
+FUZZ_EXAMPLES ?= 200
+FUZZ_STATEFUL_STEPS ?= 20
+fuzz: install
+	seed=$${FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make fuzz: FUZZ_SEED=$$seed replays this run"; \
+	FUZZ_SEED=$$seed FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_STEPS=$(FUZZ_STATEFUL_STEPS) \
+	$(BIN)/python -m pytest tests/test_fuzz.py -p no:randomly -v
 
 lint: install
 	$(BIN)/ruff check .

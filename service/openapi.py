@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp_apispec import setup_aiohttp_apispec
 
 from service.auth import Access, effective_access
+from service.errors import PROBLEM_CONTENT_TYPE
 from service.schemas.common import ProblemSchema
 from service.settings import Settings
 
@@ -116,7 +117,7 @@ def _build(app: web.Application) -> None:
         static_path="/static/swagger",
         in_place=True,
         info={"description": DESCRIPTION},
-        produces=["application/json", "application/problem+json"],
+        produces=["application/json", PROBLEM_CONTENT_TYPE],
         consumes=["application/json"],
         display_configurations={"validatorUrl": None},  # no badge from validator.swagger.io
         securityDefinitions={
@@ -124,6 +125,7 @@ def _build(app: web.Application) -> None:
                 "type": "oauth2",
                 "flow": "password",
                 "tokenUrl": "/login/access-token",
+                "scopes": {},  # required by Swagger 2.0, even with no scopes to offer
                 "description": "Log in with a username and password; Swagger sends the token.",
             }
         },
@@ -132,9 +134,31 @@ def _build(app: web.Application) -> None:
     # spec's options, which the page reads on its first request: filter a copy).
     document = app["swagger_dict"]
     app["swagger_dict"] = {k: v for k, v in document.items() if k != "display_configurations"}
-    # aiohttp adds HEAD to every GET route; documenting it twice only adds noise.
     for operations in app["swagger_dict"]["paths"].values():
+        # aiohttp adds HEAD to every GET route; documenting it twice only adds noise.
         operations.pop("head", None)
+        for operation in operations.values():
+            _say_what_the_route_really_does(operation)
+
+
+def _say_what_the_route_really_does(operation: dict[str, Any]) -> None:
+    """Fix what aiohttp-apispec's defaults get wrong about every operation.
+
+    - `produces`: it writes `application/json` alone, but every error is
+      `application/problem+json` (Swagger 2.0 has no per-response media types), and a
+      route whose only success is a bodiless 204 produces nothing but problems.
+    - A JSON body is required wherever one is declared: the validation middleware answers
+      a missing one with 422, `{}` being the empty update.
+    """
+    has_body = any(
+        "schema" in response
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+    )
+    operation["produces"] = [*(["application/json"] if has_body else []), PROBLEM_CONTENT_TYPE]
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "body":
+            parameter["required"] = True
 
 
 async def _redoc_page(_: web.Request) -> web.Response:

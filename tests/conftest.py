@@ -13,7 +13,14 @@ from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+# After the session, every log the suite wrote is scanned for the secrets tests remember():
+# the hook, imported here, is this conftest's.
+from tests.log_hygiene import pytest_sessionfinish, remember
+
+__all__ = ["pytest_sessionfinish"]
+pytest_plugins = ["pytester"]  # tests/test_log_hygiene.py runs a suite of its own
+
+TEST_SECRET_KEY = remember("test-secret-key-that-is-long-enough-0123456789", "SECRET_KEY")
 
 ClientFactory = Callable[..., object]
 

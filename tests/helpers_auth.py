@@ -26,11 +26,12 @@ from service.queries import sessions as session_queries
 from service.queries import users as user_queries
 from service.queries.users import User
 from tests.conftest import TEST_SECRET_KEY
+from tests.log_hygiene import remember, remember_token
 
 Client = TestClient[web.Request, web.Application]
 
-PASSWORD = "correct horse battery"
-OTHER_KEY = "another-secret-key-that-is-long-enough-9876543210"
+PASSWORD = remember("correct horse battery", "the test users' password")
+OTHER_KEY = remember("another-secret-key-that-is-long-enough-9876543210", "SECRET_KEY")
 USER_KEYS = {
     "id",
     "username",
@@ -54,7 +55,7 @@ DROP = object()  # a claim value meaning "leave this claim out"
 @functools.cache
 def password_hash(password: str = PASSWORD) -> str:
     """The recommended argon2 hash of `password`, computed once per session."""
-    return PasswordHash.recommended().hash(password)
+    return remember(PasswordHash.recommended().hash(password), "a password hash")
 
 
 async def make_user(
@@ -120,7 +121,9 @@ def craft_token(
 ) -> str:
     """An HS256 JWT with exactly the claims given (DROP leaves a claim out)."""
     claims = {"sub": sub, "ver": ver, "iat": iat, "exp": exp, **extra}
-    return jwt.encode({k: v for k, v in claims.items() if v is not DROP}, key, algorithm="HS256")
+    return remember_token(
+        jwt.encode({k: v for k, v in claims.items() if v is not DROP}, key, algorithm="HS256")
+    )
 
 
 def token_claims(user_id: int, token_version: int, **overrides: object) -> dict[str, object]:
@@ -142,7 +145,9 @@ def claims_token(
 ) -> str:
     """A token with the claims of a valid one for the user, some replaced or DROPped."""
     claims = token_claims(user_id, token_version, **overrides)
-    return jwt.encode({k: v for k, v in claims.items() if v is not DROP}, key, algorithm="HS256")
+    return remember_token(
+        jwt.encode({k: v for k, v in claims.items() if v is not DROP}, key, algorithm="HS256")
+    )
 
 
 async def token_for(database: Database, user_id: int, **overrides: object) -> str:
@@ -210,8 +215,9 @@ async def login_token(client: Client, username: str, password: str = PASSWORD) -
     """Log in (must succeed) and return the access token."""
     response = await login(client, username, password)
     assert response.status == 200, await response.text()
-    token: str = (await response.json())["access_token"]
-    return token
+    body = await response.json()
+    remember(body["refresh_token"], "a refresh token")
+    return remember_token(body["access_token"])
 
 
 async def signup(client: Client, username: str, password: str = PASSWORD, **fields: Any) -> Any:

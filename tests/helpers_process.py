@@ -28,8 +28,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.log_hygiene import remember
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY = "process-test-secret-key-0123456789abcdef"  # 40 characters
+SECRET_KEY = remember("process-test-secret-key-0123456789abcdef", "SECRET_KEY")  # 40 chars
 ADMIN_PASSWORD = "admin-password-for-process-tests"
 START_TIMEOUT = 15.0
 SETTING_NAMES = {

@@ -42,7 +42,7 @@ _MAX_USER_AGENT = 256
     "for one username from one address within LOGIN_FAILURE_WINDOW_SECONDS: 429 with "
     "Retry-After, even with the right password, until the window passes.",
     consumes=["application/x-www-form-urlencoded"],
-    responses=error_responses(400, 401, 422, 429),
+    responses=error_responses(400, 401, 415, 422, 429),
 )
 @form_schema(LoginFormSchema)
 @response_schema(TokenSchema, 200, description="A bearer token (Cache-Control: no-store)")

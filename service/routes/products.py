@@ -39,7 +39,7 @@ _IF_MATCH = {
     "name": "If-Match",
     "required": False,
     "type": "string",
-    "description": "The ETag last seen; a stale one is refused with 412",
+    "description": "The ETag last seen; any other value (a stale or empty one) is 412",
 }
 _ETAG = {"ETag": {"type": "string", "description": "Strong entity tag of this version"}}
 _PARTIAL_UPDATE = (

@@ -18,8 +18,17 @@ _QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")  # a sign, so that -1 is "out of r
 _QUERY_PRICE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
 
 
+# The document's form of _UNSTORABLE: a JSON client cannot send unpaired surrogates in
+# valid UTF-8, but it can send NUL (`\u0000`), which is refused.
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
 class Text(fields.String):
     """A string that SQLite can store and compare: no unpaired surrogates, no NUL."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"pattern": TEXT_PATTERN, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -81,6 +90,7 @@ class Price(fields.Field[int]):
             "type": "number",
             "minimum": 0,
             "maximum": MAX_PRICE_CENTS / 100,
+            "multipleOf": 0.01,  # at most 2 decimal places
             "example": 4.5,
         }
         metadata.update(kwargs.pop("metadata", {}))
@@ -99,7 +109,9 @@ class QueryPrice(fields.Field[int]):
     """A price in a query string, such as `4.5`; loads as cents."""
 
     def __init__(self, **kwargs: Any) -> None:
-        metadata = {"type": "number", "minimum": 0, "maximum": MAX_PRICE_CENTS / 100}
+        # Documented as the text it must be, not as a number: `1e2`, `+5` and `5.` are
+        # numbers too, and are refused.
+        metadata = {"type": "string", "pattern": f"^{_QUERY_PRICE.pattern}$"}
         metadata.update(kwargs.pop("metadata", {}))
         super().__init__(metadata=metadata, **kwargs)
 

@@ -20,7 +20,7 @@ def _description(**kwargs: object) -> Text:
         allow_none=True,
         validate=validate.Length(max=5000),
         metadata={"example": "Green, loose leaf"},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

@@ -10,7 +10,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from service.schemas.common import PageQuerySchema
 from service.schemas.fields import StrictBoolean, Text
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{2,64}$"  # as documented (JSON Schema dialect)
+# As documented (JSON Schema dialect); `me` is reserved, in any case.
+USERNAME_PATTERN = r"^(?![Mm][Ee]$)[A-Za-z0-9_.-]{2,64}$"
 _USERNAME_FULL = r"[A-Za-z0-9_.-]{2,64}\Z"  # re.match: `$` would also pass a trailing newline
 USERNAME_RULE = "2-64 characters of A-Z a-z 0-9 _ . -"
 RESERVED_USERNAMES = frozenset({"me"})
