@@ -43,8 +43,8 @@ from service.queries import users as user_queries
 from service.queries.users import UsernameTaken
 from service.settings import Settings, Synchronous
 from tests.helpers_auth import password_hash
+from tests.helpers_process import SECRET_KEY, Server, started, wait_until_serving
 from tests.log_hygiene import remember_token
-from tests.test_process import SECRET_KEY, Server, started, wait_until_serving
 
 pytestmark = pytest.mark.process
 
