@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import housekeeping, keys, log, middlewares, migrations, tokens
+from service import housekeeping, keys, log, middlewares, migrations, protocol_errors, tokens
 from service.auth import authenticate
 from service.db import Database
 from service.openapi import setup_openapi
@@ -23,6 +23,7 @@ ROUTE_TABLES = (login.routes, sessions.routes, users.routes, products.routes, he
 
 def create_app(settings: Settings) -> web.Application:
     """A fully wired application; nothing is opened until it starts."""
+    protocol_errors.install()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[

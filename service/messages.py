@@ -93,6 +93,10 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Произошла непредвиденная ошибка; она записана в журнал",
     ),
     "http_error": ("{reason}", "{reason}"),
+    "unparsable_request": (
+        "The request could not be read: {reason}",
+        "Запрос не удалось прочитать: {reason}",
+    ),
 }
 
 _TITLES_RU: Final[dict[int, str]] = {

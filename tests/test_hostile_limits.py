@@ -190,3 +190,12 @@ def test_requests_refused_by_the_http_parser_get_problem_json_too(tmp_path: Path
             seen[case] = (response.status, response.headers.get("content-type"))
         plain = {case: got for case, got in seen.items() if not got[1].startswith(PROBLEM)}
         assert plain == {}, plain
+        log, output = server.log(), server.stderr()
+    # Each refusal is logged once, as ours, and neither the log nor stderr quotes the
+    # client's bytes back (aiohttp's own handler printed the start of an oversized header).
+    refusals = [line for line in log.splitlines() if "Refused a request" in line]
+    assert len(refusals) == len(seen), log
+    assert all("status=400 request_id=" in line for line in refusals), refusals
+    for text in (log, output):
+        assert "bbbbbbbb" not in text and "uuuuuuuu" not in text and "XXXXXXXX" not in text
+        assert "Error handling request" not in text
