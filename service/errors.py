@@ -87,7 +87,10 @@ def problem_response(error: ApiError, language: messages.Language) -> web.Respon
         "detail": messages.render(error.message_key, language, error.params),
     }
     if error.errors is not None:
-        body["errors"] = error.errors
+        body["errors"] = {
+            field: [messages.field_message(text, language) for text in texts]
+            for field, texts in error.errors.items()
+        }
     response = web.Response(
         status=error.status,
         text=json.dumps(body, ensure_ascii=False),

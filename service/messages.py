@@ -99,6 +99,93 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
 }
 
+# The messages of a 422's `errors` map, as marshmallow and our fields raise them in
+# English -> their Russian. `{name}` stands for a value filled in when raised.
+FIELD_MESSAGES: Final[dict[str, str]] = {
+    # marshmallow's own
+    "Missing data for required field.": "Обязательное поле.",
+    "Field may not be null.": "Поле не может быть null.",
+    "Unknown field.": "Неизвестное поле.",
+    "Invalid input type.": "Неверный тип данных.",
+    "Invalid type.": "Неверный тип.",
+    "Invalid value.": "Недопустимое значение.",
+    "Not a valid string.": "Должно быть строкой.",
+    "Not a valid utf-8 string.": "Должно быть строкой в UTF-8.",
+    "Not a valid integer.": "Должно быть целым числом.",
+    "Not a valid number.": "Должно быть числом.",
+    "Number too large.": "Слишком большое число.",
+    "Not a valid boolean.": "Должно быть true или false.",
+    "Not a valid email address.": "Неверный адрес электронной почты.",
+    "Not a valid list.": "Должно быть списком.",
+    "Not a valid mapping type.": "Должно быть объектом.",
+    "Not a valid {obj_type}.": "Неверное значение типа {obj_type}.",
+    "Not a valid {awareness} {obj_type}.": "Неверное значение типа {obj_type} ({awareness}).",
+    '"{input}" cannot be formatted as a {obj_type}.': '"{input}" нельзя записать как {obj_type}.',
+    "Special numeric values (nan or infinity) are not permitted.": (
+        "Особые числа (nan, infinity) не допускаются."
+    ),
+    "String does not match expected pattern.": "Строка не соответствует шаблону.",
+    "Shorter than minimum length {min}.": "Короче минимальной длины {min}.",
+    "Longer than maximum length {max}.": "Длиннее максимальной длины {max}.",
+    "Length must be between {min} and {max}.": "Длина должна быть от {min} до {max}.",
+    "Length must be {equal}.": "Длина должна быть равна {equal}.",
+    "Must be greater than or equal to {min}.": "Должно быть не меньше {min}.",
+    "Must be less than or equal to {max}.": "Должно быть не больше {max}.",
+    "Must be greater than or equal to {min} and less than or equal to {max}.": (
+        "Должно быть от {min} до {max}."
+    ),
+    "Must be one of: {choices}.": "Должно быть одним из: {choices}.",
+    # ours (service/schemas, jsonbody.py, routes)
+    "2-64 characters of A-Z a-z 0-9 _ . -": "2-64 символа из A-Z a-z 0-9 _ . -",
+    "'{value}' is reserved.": "'{value}' зарезервировано.",
+    "Must be Unicode text without NUL or unpaired surrogates.": (
+        "Должно быть текстом Unicode без NUL и непарных суррогатов."
+    ),
+    "Must be true or false.": "Должно быть true или false.",
+    "Must be a JSON number.": "Должно быть числом JSON.",
+    "Must be a number.": "Должно быть числом.",
+    "Must be a number >= 0 with at most 2 decimals.": (
+        "Должно быть числом >= 0 не более чем с 2 знаками после запятой."
+    ),
+    "Must be from 0 to 999999999999.99.": "Должно быть от 0 до 999999999999.99.",
+    "Must have at most 2 decimal places.": "Не более 2 знаков после запятой.",
+    "A JSON request body is required.": "Нужно тело запроса в JSON.",
+    "Required to change your own password.": "Нужен для смены своего пароля.",
+}
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)  # literal, name, literal, name, ..., literal
+    pattern = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)"
+        for index, part in enumerate(parts)
+    )
+    return re.compile(f"^{pattern}$", re.DOTALL)
+
+
+# Longest first: "Must be greater than or equal to {min}." would also match the text of
+# "... {min} and less than or equal to {max}.".
+_FIELD_TEMPLATES: Final = [
+    (_template_pattern(english), FIELD_MESSAGES[english])
+    for english in sorted(FIELD_MESSAGES, key=len, reverse=True)
+    if "{" in english
+]
+
+
+def field_message(text: str, language: Language) -> str:
+    """A message of the `errors` map in `language` (unknown ones stay as they are)."""
+    if language == "en":
+        return text
+    exact = FIELD_MESSAGES.get(text)
+    if exact is not None:
+        return exact
+    for pattern, russian in _FIELD_TEMPLATES:
+        match = pattern.match(text)
+        if match is not None:
+            return russian.format(**match.groupdict())
+    return text
+
+
 _TITLES_RU: Final[dict[int, str]] = {
     400: "Неверный запрос",
     401: "Не авторизован",

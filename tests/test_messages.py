@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from marshmallow import Schema, fields
 
 from service import messages
 from service.errors import ApiError
@@ -71,3 +74,96 @@ async def test_auth_errors_come_in_russian_too(client: Client) -> None:
     assert me.status == 401
     assert body["title"] == "Не авторизован"
     assert CYRILLIC.search(body["detail"])
+
+
+# --- the 422 `errors` map ----------------------------------------------------------------
+
+REQUEST_SCHEMA_MODULES = ("products", "users", "common")
+RAISED_FIELD_MESSAGE = re.compile(r'ValidationError\(\s*f?"([^"]+)"|: \["([^"]+)"\]')
+
+
+def _messages_of(field: fields.Field[Any]) -> set[str]:
+    found = set(field.error_messages.values())
+    for validator in field.validators:
+        for attribute in ("message_min", "message_max", "message_all", "message_equal"):
+            found.add(getattr(validator, attribute, None) or "")
+        for attribute in ("error", "default_message"):
+            found.add(getattr(validator, attribute, None) or "")
+    for inner in ("inner", "key_field", "value_field"):
+        if getattr(field, inner, None) is not None:
+            found |= _messages_of(getattr(field, inner))
+    return found - {""}
+
+
+def schema_messages() -> set[str]:
+    """Every message template a schema of service/schemas can raise, marshmallow's included."""
+    found: set[str] = set()
+    for name in REQUEST_SCHEMA_MODULES:
+        module = importlib.import_module(f"service.schemas.{name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Schema) and value is not Schema:
+                schema = value()
+                found |= set(schema.error_messages.values())
+                for field in schema.fields.values():
+                    found |= _messages_of(field)
+    return found
+
+
+def raised_messages() -> set[str]:
+    """Messages our own code raises for the `errors` map (ValidationError, `{field: [...]}`)."""
+    found = set()
+    for path in SERVICE.rglob("*.py"):
+        for match in RAISED_FIELD_MESSAGE.finditer(path.read_text(encoding="utf-8")):
+            found.add(match.group(1) or match.group(2))
+    return found
+
+
+def test_every_field_message_has_a_russian_version() -> None:
+    produced = schema_messages() | raised_messages()
+    assert "Missing data for required field." in produced  # the enumeration works at all
+    assert "Must be a JSON number." in produced
+    missing = sorted(message for message in produced if message not in messages.FIELD_MESSAGES)
+    assert missing == [], f"add these to messages.FIELD_MESSAGES: {missing}"
+    for english, russian in messages.FIELD_MESSAGES.items():
+        assert placeholders(english) == placeholders(russian), english
+        assert CYRILLIC.search(russian), russian
+
+
+@pytest.mark.parametrize(
+    ("english", "russian"),
+    [
+        ("Unknown field.", "Неизвестное поле."),
+        ("Longer than maximum length 128.", "Длиннее максимальной длины 128."),
+        ("Must be greater than or equal to 0.", "Должно быть не меньше 0."),
+        (
+            "Must be greater than or equal to 1 and less than or equal to 1000.",
+            "Должно быть от 1 до 1000.",
+        ),
+        ("'Me' is reserved.", "'Me' зарезервировано."),
+        ("something new", "something new"),  # unknown: left as it is rather than lost
+    ],
+)
+def test_field_messages_are_translated_with_their_values(english: str, russian: str) -> None:
+    assert messages.field_message(english, "ru") == russian
+    assert messages.field_message(english, "en") == english
+
+
+async def test_a_422_lists_its_field_messages_in_russian(client: Client) -> None:
+    response = await client.post(
+        "/users/signup",
+        json={"username": "x", "is_superuser": True, "full_name": "y" * 200},
+        headers={"Accept-Language": "ru"},
+    )
+    assert response.status == 422
+    body = await response.json()
+    assert body["title"] == messages.title(422, "ru")
+    assert body["errors"] == {
+        "username": ["2-64 символа из A-Z a-z 0-9 _ . -"],
+        "password": ["Обязательное поле."],
+        "is_superuser": ["Неизвестное поле."],
+        "full_name": ["Длиннее максимальной длины 128."],
+    }
+    query = await client.get("/products/?limit=0&sort=cost", headers={"Accept-Language": "ru"})
+    errors = (await query.json())["errors"]
+    assert errors["limit"] == ["Должно быть от 1 до 1000."]
+    assert errors["sort"][0].startswith("Должно быть одним из: ")
