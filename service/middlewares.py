@@ -55,6 +55,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     try:
         return await handler(request)
     except ApiError as error:
+        if error.status in _REFUSALS_WORTH_A_WARNING:
+            _log_refusal(request, error)
         return problem_response(error, _language(request))
     except web.HTTPException as error:
         if error.status < 400:
@@ -69,6 +71,19 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             f"Unhandled error in {request.method} {log.escape(request.path)}"
         )
         return problem_response(ApiError("internal_error", status=500), _language(request))
+
+
+# A caller refused for his rights, or locked out after failed logins: worth a line of its
+# own beside the request line, naming who and why (the message key, never a secret).
+_REFUSALS_WORTH_A_WARNING = (403, 429)
+
+
+def _log_refusal(request: web.Request, error: ApiError) -> None:
+    user = request.get(keys.CURRENT_USER)
+    who = f"user {user.id}" if user is not None else "an anonymous caller"
+    logger.bind(status=error.status, request_id=request[keys.REQUEST_ID]).warning(
+        f"Refused {who}: {error.message_key} ({request.method} {log.escape(request.path)})"
+    )
 
 
 def deadline(seconds: float) -> Middleware:

@@ -110,7 +110,7 @@ async def test_a_username_cannot_forge_a_log_line(
     client: Client = await aiohttp_client(create_app(settings))  # type: ignore[assignment]
     alice = await make_user(database, "alice")
     headers = await auth(database, alice.id)
-    requests = 0
+    requests = refusals = 0
     for username in _forgeries():
         # as a login name (a failed login is logged), a signup name, and in a path
         response = await client.post(
@@ -127,6 +127,7 @@ async def test_a_username_cannot_forge_a_log_line(
         )
         response = await client.get(URL(path, encoded=True), headers=headers)
         assert response.status in (403, 404)  # 404 where a decoded `/` splits the path
+        refusals += response.status == 403  # a 403 gets a warning line of its own
         requests += 3
 
     lines = log_lines(settings)
@@ -138,8 +139,9 @@ async def test_a_username_cannot_forge_a_log_line(
     else:
         assert not any(line.startswith("2026-01-01 00:00:00.000") for line in lines), lines
         messages = lines
-    # one line per request plus one per failed login, whatever the text held
-    assert len(messages) == requests + len(CONTROLS), messages
+    # one line per request plus one per failed login and per 403, whatever the text held
+    assert refusals > 0
+    assert len(messages) == requests + len(CONTROLS) + refusals, messages
     assert len([m for m in messages if "failed login for (not a username)" in m]) == len(CONTROLS)
     # the forged text is there only inside an escaped request path, never on its own
     forged_alone = [m for m in messages if m.lstrip().startswith(("2026-01-01", "GET /admin"))]
@@ -185,8 +187,12 @@ async def test_a_failed_login_is_logged_as_such_without_the_password(
     ]
     assert logged == [("login-0", 401), ("login-1", 401), ("login-2", 429)]
     warnings = [r for r in records if r["level"]["name"] == "WARNING"]
-    assert [w["message"] for w in warnings] == ["failed login for 'alice'"] * 2
-    assert [w["extra"]["request_id"] for w in warnings] == ["login-0", "login-1"]
+    assert [w["message"] for w in warnings] == [
+        "failed login for 'alice'",
+        "failed login for 'alice'",
+        "Refused an anonymous caller: too_many_login_failures (POST /login/access-token)",
+    ]
+    assert [w["extra"]["request_id"] for w in warnings] == ["login-0", "login-1", "login-2"]
     text = settings.log_file.read_text(encoding="utf-8")
     assert wrong not in text and PASSWORD not in text
 
@@ -214,6 +220,12 @@ async def test_a_403_is_logged_with_its_status(
     (record,) = [r for r in await _entries(settings) if r["message"].startswith("GET /users/ ")]
     assert (record["extra"]["status"], record["extra"]["request_id"]) == (403, "forbidden-1")
     assert record["level"]["name"] == "INFO"
+    # And a warning of its own that says who was refused and why.
+    (warning,) = [r for r in await _entries(settings) if r["level"]["name"] == "WARNING"]
+    assert warning["message"] == (
+        f"Refused user {alice.id}: not_enough_privileges (GET /users/)"
+    ), warning
+    assert warning["extra"]["request_id"] == "forbidden-1"
     text = settings.log_file.read_text(encoding="utf-8")
     token = headers["Authorization"].removeprefix("Bearer ")
     assert token not in text and token.rsplit(".", 1)[-1] not in text
