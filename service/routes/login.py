@@ -53,29 +53,7 @@ async def login_access_token(request: web.Request) -> web.Response:
     async with request.app[keys.DATABASE].read() as conn:
         _refuse_if_locked(await _seconds_locked(request, conn, throttle_key))  # spare the hash
     user = await _authenticate(request, username, password)
-    session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
-    # The verdict, in one unit of work after the verify: parallel attempts each find the
-    # failures committed before them, so at most LOGIN_MAX_FAILURES of them get an answer
-    # other than 429, and a 429 says nothing about the password.
-    try:
-        async with request.app[keys.DATABASE].transaction() as conn:
-            wait = await _seconds_locked(request, conn, throttle_key)
-            if wait == 0 and user is None:
-                await _record_failure(request, conn, throttle_key)
-            elif wait == 0 and user is not None:
-                await login_failures.clear_failures(conn, **throttle_key)
-                if user.is_active:
-                    await sessions.create_session(
-                        conn,
-                        session_id=session_id,
-                        user_id=user.id,
-                        refresh_token_hash=tokens.refresh_token_hash(refresh_token),
-                        expires_at=_refresh_expiry(request),
-                        user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
-                        client=request.remote,
-                    )
-    except sessions.UserGone:  # deleted while the password was being verified
-        raise Unauthorized("incorrect_login") from None
+    wait, session = await _settle_attempt(request, throttle_key, user)
     _refuse_if_locked(wait)
     if user is None:
         # The username only if it could be one: a password typed into the wrong field
@@ -83,9 +61,51 @@ async def login_access_token(request: web.Request) -> web.Response:
         shown = repr(username) if username_problem(username) is None else "(not a username)"
         logger.bind(request_id=request[keys.REQUEST_ID]).warning(f"failed login for {shown}")
         raise Unauthorized("incorrect_login")
-    if not user.is_active:
+    if session is None:  # the right password of an inactive user
         raise BadRequest("inactive_user")
-    return _token_response(request, user, session_id, refresh_token)
+    return _token_response(request, user, *session)
+
+
+async def _settle_attempt(
+    request: web.Request, throttle_key: dict[str, str], user: User | None
+) -> tuple[float, tuple[str, str] | None]:
+    """The attempt's verdict, in one unit of work after the verify.
+
+    Parallel attempts each see the failures committed before them, so at most
+    LOGIN_MAX_FAILURES of them get an answer other than 429, and a 429 says nothing about
+    the password. Returns the lockout's wait (0 if none) and, for an active user who gave
+    the right password, the new session's id and refresh token.
+    """
+    try:
+        async with request.app[keys.DATABASE].transaction() as conn:
+            wait = await _seconds_locked(request, conn, throttle_key)
+            if wait > 0:
+                return wait, None
+            if user is None:
+                await _record_failure(request, conn, throttle_key)
+                return 0.0, None
+            await login_failures.clear_failures(conn, **throttle_key)
+            if not user.is_active:
+                return 0.0, None
+            return 0.0, await _open_session(request, conn, user)
+    except sessions.UserGone:  # deleted while the password was being verified
+        raise Unauthorized("incorrect_login") from None
+
+
+async def _open_session(
+    request: web.Request, conn: aiosqlite.Connection, user: User
+) -> tuple[str, str]:
+    session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
+    await sessions.create_session(
+        conn,
+        session_id=session_id,
+        user_id=user.id,
+        refresh_token_hash=tokens.refresh_token_hash(refresh_token),
+        expires_at=_refresh_expiry(request),
+        user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
+        client=request.remote,
+    )
+    return session_id, refresh_token
 
 
 @routes.post("/login/refresh")
