@@ -72,7 +72,11 @@ async def test_naive_shared_connection_interleaves_transactions(migrated: Settin
     assert names_sync(migrated.database_path) == {"from-a", "from-b"}
 
 
-async def test_transactions_of_two_coroutines_never_interleave(database: Database) -> None:
+@pytest.mark.parametrize("second", ["transaction", "single_statement"])
+async def test_units_of_work_of_two_coroutines_never_interleave(
+    database: Database, second: str
+) -> None:
+    """B, a transaction or a lone statement, waits for A's transaction and never joins it."""
     a_inserted = asyncio.Event()
     order: list[str] = []
 
@@ -87,13 +91,13 @@ async def test_transactions_of_two_coroutines_never_interleave(database: Databas
 
     async def b() -> None:
         await a_inserted.wait()
-        async with database.transaction() as conn:
+        async with getattr(database, second)() as conn:
             order.append("b-runs")
             await insert(conn, "from-b")
 
     await asyncio.wait_for(asyncio.gather(a(), b()), 5)
     assert order == ["a-raises", "b-runs"]  # B's unit of work waited for A's to end
-    assert await names(database) == {"from-b"}
+    assert await names(database) == {"from-b"}  # A's rollback did not take B's row with it
 
 
 async def test_many_concurrent_units_of_work_all_commit(database: Database) -> None:
@@ -105,32 +109,6 @@ async def test_many_concurrent_units_of_work_all_commit(database: Database) -> N
 
     await asyncio.wait_for(asyncio.gather(*(work(i) for i in range(20))), 10)
     assert len(await names(database)) == 40
-
-
-async def test_single_statement_waits_for_a_transaction_and_never_joins_it(
-    database: Database,
-) -> None:
-    a_inserted = asyncio.Event()
-    order: list[str] = []
-
-    async def a() -> None:
-        with pytest.raises(Boom):
-            async with database.transaction() as conn:
-                await insert(conn, "from-a")
-                a_inserted.set()
-                await asyncio.sleep(0.05)
-                order.append("a-raises")
-                raise Boom
-
-    async def b() -> None:
-        await a_inserted.wait()
-        async with database.single_statement() as conn:
-            order.append("b-runs")
-            await insert(conn, "from-b")
-
-    await asyncio.wait_for(asyncio.gather(a(), b()), 5)
-    assert order == ["a-raises", "b-runs"]
-    assert await names(database) == {"from-b"}  # A's rollback did not take B's row with it
 
 
 async def test_single_statement_commits_at_once_and_waits_for_another_process(
