@@ -14,7 +14,7 @@ from loguru import logger
 
 from service import create_superuser, migrations, tokens, workers
 from service.app import create_app
-from service.settings import EventLoop, Settings, SettingsError
+from service.settings import EventLoop, Settings, SettingsError, redacted_url
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
 # After an early answer (408, 413) to a body still arriving, aiohttp reads and discards the
@@ -46,19 +46,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
     """Apply pending migrations; or, told not to, check that none is pending."""
-    if migrate:
-        applied = migrations.apply_pending(settings.database_path)
-        if applied:
-            print(f"applied migrations: {', '.join(applied)}", file=sys.stderr)
-    else:
-        pending = migrations.pending_sync(settings.database_path, migrations.known_migration_ids())
-        if pending:
-            print(
-                f"error: {settings.database_path} has pending migrations ({', '.join(pending)}); "
-                "run `yoyo apply` or start without --no-migrate",
-                file=sys.stderr,
-            )
-            return False
+    try:
+        if migrate:
+            applied = migrations.apply_pending(settings.database_url)
+            if applied:
+                print(f"applied migrations: {', '.join(applied)}", file=sys.stderr)
+            return True
+        known = migrations.known_migration_ids(settings.dialect)
+        pending = migrations.pending_sync(settings.database_url, known)
+    except migrations.MigrationError as error:
+        print(f"error: migrations: {error}", file=sys.stderr)
+        return False
+    if pending:
+        print(
+            f"error: {redacted_url(settings.database_url)} has pending migrations "
+            f"({', '.join(pending)}); run `yoyo apply` or start without --no-migrate",
+            file=sys.stderr,
+        )
+        return False
     return True
 
 

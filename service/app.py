@@ -11,7 +11,7 @@ from aiohttp import web
 
 from service import housekeeping, keys, log, middlewares, migrations, protocol_errors, tokens
 from service.auth import authenticate
-from service.db import Database
+from service.db import open_database
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
 from service.routes import health, login, products, sessions, users
@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[keys.SETTINGS] = settings
-    app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids()
+    app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids(settings.dialect)
     app.cleanup_ctx.extend(
         [_logging, _database, _passwords, _token_key, housekeeping.purge_periodically]
     )
@@ -57,6 +57,7 @@ async def app_factory(argv: list[str] | None = None) -> web.Application:
     # `python -m aiohttp.web` sets stdlib logging to DEBUG, where aiosqlite logs every
     # statement with its parameters (password hashes, refresh-token hashes).
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logging.getLogger("asyncpg").setLevel(logging.WARNING)
     return create_app(Settings.from_env(os.environ))
 
 
@@ -68,11 +69,7 @@ async def _logging(app: web.Application) -> AsyncIterator[None]:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    database = await Database.open(
-        settings.database_path,
-        readers=settings.database_readers,
-        synchronous=settings.database_synchronous,
-    )
+    database = await open_database(settings)
     app[keys.DATABASE] = database
     yield
     await database.close()

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pwdlib import PasswordHash
 
 from service import migrations
-from service.db import Database
+from service.db import open_database
 from service.queries import users
 from service.queries.users import UsernameTaken
 from service.schemas.users import username_problem
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
     if not 8 <= len(password) <= 128:
         print("error: the password must be 8 to 128 characters", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    migrations.apply_pending(settings.database_path)
+    migrations.apply_pending(settings.database_url)
     return asyncio.run(create_superuser(settings, args.username, password))
 
 
@@ -55,9 +55,7 @@ def parser() -> argparse.ArgumentParser:
 
 async def create_superuser(settings: Settings, username: str, password: str) -> int:
     """Create `username` as an active superuser unless it exists; return the exit code."""
-    database = await Database.open(
-        settings.database_path, readers=1, synchronous=settings.database_synchronous
-    )
+    database = await open_database(settings, pool_size=1)
     try:
         async with database.read() as conn:
             existing = await users.get_by_username(conn, username=username)

@@ -1,56 +1,87 @@
-"""Schema migrations: yoyo applies the numbered SQL files in sql/; readiness reads its table."""
+"""Schema migrations: yoyo applies the numbered SQL files of the database's engine.
+
+Each engine's DDL is its own: `sql/sqlite/` and `sql/postgresql/` hold files with the same
+numbers and names, so a migration's id (the file name) means the same change on both.
+On PostgreSQL, nodes starting at once take turns: a session-level advisory lock, which the
+server releases if a node dies mid-migration, is held around yoyo's own lock.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from contextlib import closing
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
+import psycopg2
+from yoyo import exceptions as yoyo_errors
 from yoyo import get_backend, read_migrations
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql"
+from service.db import Connection, DatabaseError, UndefinedTable
+from service.dialect import Dialect
+from service.settings import redacted_url
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# pg_advisory_lock's key for "migrating"; distinct from the units of work's key.
+MIGRATION_LOCK_KEY = 0x5E_ED_0002
+MIGRATION_LOCK_TIMEOUT = "120s"  # a node waits this long for another node's migration
 
 
-def known_migration_ids(directory: Path = MIGRATIONS_DIR) -> frozenset[str]:
-    """The ids yoyo gives the files in `directory` (file name without `.sql`)."""
+class MigrationError(Exception):
+    """Migrations could not run: the database is unreachable or refused one, or is locked."""
+
+
+def dialect_of(url: str) -> Dialect:
+    """The engine a database URL names (postgresql://... or sqlite:///...)."""
+    return Dialect.POSTGRESQL if url.startswith("postgresql://") else Dialect.SQLITE
+
+
+def migrations_dir(dialect: Dialect) -> Path:
+    """Where the engine's migration files are: sql/sqlite or sql/postgresql."""
+    return SQL_DIR / dialect.value
+
+
+def known_migration_ids(dialect: Dialect = Dialect.SQLITE) -> frozenset[str]:
+    """The ids yoyo gives the engine's files (the file name without `.sql`)."""
     return frozenset(
         path.name.removesuffix(".sql")
-        for path in directory.glob("*.sql")
+        for path in migrations_dir(dialect).glob("*.sql")
         if not path.name.endswith(".rollback.sql")
     )
 
 
-def apply_pending(database_path: Path, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every pending migration under yoyo's lock; return the ids applied."""
-    database_path.parent.mkdir(parents=True, exist_ok=True)
-    backend = get_backend(f"sqlite:///{database_path}")
-    try:
-        migrations = read_migrations(str(directory))
+def apply_pending(database: str | Path) -> list[str]:
+    """Apply every pending migration under yoyo's lock; return the ids applied.
+
+    `database` is a URL (sqlite:///..., postgresql://...) or the path of a SQLite file.
+    """
+    url = _url(database)
+    with _backend(url) as backend:
+        migrations = read_migrations(str(migrations_dir(dialect_of(url))))
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
         return [migration.id for migration in pending]
-    finally:
-        backend.connection.close()
 
 
-def rollback_all(database_path: Path, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def rollback_all(database: str | Path) -> list[str]:
     """Roll back every applied migration, newest first; return the ids rolled back."""
-    backend = get_backend(f"sqlite:///{database_path}")
-    try:
-        migrations = read_migrations(str(directory))
+    url = _url(database)
+    with _backend(url) as backend:
+        migrations = read_migrations(str(migrations_dir(dialect_of(url))))
         with backend.lock():
             applied = backend.to_rollback(migrations)
             backend.rollback_migrations(applied)
         return [migration.id for migration in applied]
-    finally:
-        backend.connection.close()
 
 
-def pending_sync(database_path: Path, known: frozenset[str]) -> list[str]:
-    """The known migrations not yet applied to the file at `database_path`."""
+def pending_sync(database: str | Path, known: frozenset[str]) -> list[str]:
+    """The known migrations not yet applied to the database (creates nothing)."""
+    url = _url(database)
+    if dialect_of(url) is Dialect.POSTGRESQL:
+        return _pending_on_postgres(url, known)
+    database_path = Path(url.removeprefix("sqlite:///"))
     if not database_path.exists():
         return sorted(known)
     with closing(sqlite3.connect(database_path)) as connection:
@@ -61,20 +92,20 @@ def pending_sync(database_path: Path, known: frozenset[str]) -> list[str]:
     return sorted(known - _applied(rows))
 
 
-async def pending(connection: aiosqlite.Connection, known: frozenset[str]) -> list[str]:
-    """The known migrations not yet applied, read without yoyo's blocking API."""
+async def pending(connection: Connection, known: frozenset[str]) -> list[str]:
+    """The known migrations not yet applied, read on the service's own connection."""
     try:
-        rows = await connection.execute_fetchall(_APPLIED)
-    except sqlite3.OperationalError:  # no _yoyo_migration table: nothing applied yet
+        rows = await connection.fetch_all(_APPLIED)
+    except UndefinedTable:  # no _yoyo_migration table: nothing applied yet
         return sorted(known)
     return sorted(known - _applied(rows))
 
 
-async def unready_reason(connection: aiosqlite.Connection, known: frozenset[str]) -> str | None:
+async def unready_reason(connection: Connection, known: frozenset[str]) -> str | None:
     """Why the service cannot serve yet (database down, migrations pending), or None."""
     try:
         waiting = await pending(connection, known)
-    except sqlite3.Error as error:
+    except DatabaseError as error:
         return f"the database does not answer ({type(error).__name__})"
     return f"migrations pending: {', '.join(waiting)}" if waiting else None
 
@@ -82,5 +113,45 @@ async def unready_reason(connection: aiosqlite.Connection, known: frozenset[str]
 _APPLIED = "SELECT migration_id FROM _yoyo_migration"
 
 
-def _applied(rows: Iterable[tuple[str] | sqlite3.Row]) -> set[str]:
+def _applied(rows: Iterable[Any]) -> set[str]:
     return {str(row[0]) for row in rows}
+
+
+def _pending_on_postgres(url: str, known: frozenset[str]) -> list[str]:
+    # Not through yoyo: get_backend() creates yoyo's tables in a database it only looks at.
+    try:
+        with closing(psycopg2.connect(url)) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('_yoyo_migration') IS NULL")
+            if cursor.fetchone() == (True,):  # no table: nothing applied yet
+                return sorted(known)
+            cursor.execute(_APPLIED)
+            return sorted(known - _applied(cursor.fetchall()))
+    except psycopg2.Error as error:
+        raise MigrationError(f"{redacted_url(url)}: {str(error).strip()}") from error
+
+
+def _url(database: str | Path) -> str:
+    return f"sqlite:///{database}" if isinstance(database, Path) else database
+
+
+@contextmanager
+def _backend(url: str, *, exclusive: bool = True) -> Iterator[Any]:
+    """yoyo's backend for `url`; on PostgreSQL with `exclusive`, no other node migrates."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        backend = get_backend(url)
+    except yoyo_errors.DatabaseError as error:
+        raise MigrationError(f"cannot connect to {redacted_url(url)}: {error}") from error
+    try:
+        if exclusive and dialect_of(url) is Dialect.POSTGRESQL:
+            # yoyo's connection is in autocommit mode: the lock is the session's until
+            # unlocked or disconnected. lock_timeout bounds the wait for another node.
+            backend.execute(f"SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
+            backend.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            backend.execute("SET lock_timeout = 0")
+        yield backend
+    except (yoyo_errors.DatabaseError, yoyo_errors.LockTimeout) as error:
+        raise MigrationError(f"{redacted_url(url)}: {str(error).strip()}") from error
+    finally:
+        backend.connection.close()  # closing the session releases the advisory lock

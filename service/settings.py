@@ -7,6 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from service.dialect import Dialect
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.StrEnum)
@@ -49,6 +52,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     database_path: Path = Path("./products.db")
+    # Set: the service runs on this PostgreSQL server instead of the SQLite file.
+    postgres_url: str | None = None
+    database_pool_size: int = 10
     database_synchronous: Synchronous = Synchronous.NORMAL
     database_readers: int = 2
     log_file: Path = Path("logs/app.log")
@@ -73,10 +79,15 @@ class Settings:
         """Build settings from a mapping such as os.environ; raise SettingsError on bad values."""
         reader = _EnvReader(environ)
         defaults = cls()
-        return cls(
+        database_path, postgres_url = _database(reader, defaults.database_path)
+        settings = cls(
             host=reader.get("HOST", str, defaults.host),
             port=reader.get("PORT", _int_between(1, 65535), defaults.port),
-            database_path=reader.get("DATABASE_PATH", _path, defaults.database_path),
+            database_path=database_path,
+            postgres_url=postgres_url,
+            database_pool_size=reader.get(
+                "DATABASE_POOL_SIZE", _int_between(1, 1000), defaults.database_pool_size
+            ),
             database_synchronous=reader.get(
                 "DATABASE_SYNCHRONOUS", _choice(Synchronous), defaults.database_synchronous
             ),
@@ -126,11 +137,62 @@ class Settings:
             ),
             event_loop=reader.get("EVENT_LOOP", _choice(EventLoop), defaults.event_loop),
         )
+        if settings.postgres_url is not None and settings.secret_key is None:
+            # A generated key lives in a file on one machine; every node must sign alike.
+            raise SettingsError(
+                "SECRET_KEY must be set when DATABASE_URL is PostgreSQL "
+                "(the same key on every node; try: openssl rand -hex 32)"
+            )
+        return settings
+
+    @property
+    def dialect(self) -> Dialect:
+        """The engine the service runs on."""
+        return Dialect.POSTGRESQL if self.postgres_url is not None else Dialect.SQLITE
 
     @property
     def database_url(self) -> str:
-        """The yoyo URL of the database file (absolute paths give four slashes)."""
-        return f"sqlite:///{self.database_path}"
+        """The database's URL for yoyo: postgresql://..., or sqlite:/// and the file's path.
+
+        It may hold a password: show it with redacted_url(), never as it is.
+        """
+        return self.postgres_url or f"sqlite:///{self.database_path}"
+
+
+def redacted_url(url: str) -> str:
+    """The URL with any password replaced by `***`, fit for a log line or a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _database(reader: _EnvReader, default_path: Path) -> tuple[Path, str | None]:
+    """DATABASE_URL (sqlite:///path or postgresql://...), else DATABASE_PATH."""
+    url = reader.get("DATABASE_URL", _database_url, None, secret=True)
+    path = reader.get("DATABASE_PATH", _path, None)
+    if url is not None and path is not None:
+        raise SettingsError("set DATABASE_URL or DATABASE_PATH, not both")
+    if url is None:
+        return path or default_path, None
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")), None
+    return default_path, url
+
+
+def _database_url(raw: str) -> str:
+    url = raw.strip()
+    if url.startswith("postgres://"):  # the older spelling; yoyo and asyncpg take both
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return url
+    if url.startswith("postgresql://") and urlsplit(url).path.strip("/"):
+        return url
+    raise ValueError(
+        "expected sqlite:///relative/file.db, sqlite:////absolute/file.db "
+        "or postgresql://user[:password]@host[:port]/database"
+    )
 
 
 class _EnvReader:

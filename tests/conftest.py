@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,8 +10,10 @@ from aiohttp.test_utils import TestClient
 
 from service import migrations
 from service.app import create_app
-from service.db import Database
+from service.db import Database, open_database
+from service.dialect import Dialect
 from service.settings import Settings
+from tests import engines
 
 # After the session, every log the suite wrote is scanned for the secrets tests remember():
 # the hook, imported here, is this conftest's.
@@ -25,11 +27,32 @@ TEST_SECRET_KEY = remember("test-secret-key-that-is-long-enough-0123456789", "SE
 ClientFactory = Callable[..., object]
 
 
+@pytest.fixture(autouse=True)
+def engine(request: pytest.FixtureRequest) -> Iterator[Dialect]:
+    """The engine this run tests (TEST_ENGINE); the test's PostgreSQL databases go after it."""
+    marker = request.node.get_closest_marker("sqlite_only")
+    if engines.is_postgres() and marker is not None:
+        pytest.skip(f"SQLite only: {marker.args[0]}")
+    try:
+        yield engines.ENGINE
+    finally:
+        if engines.is_postgres():
+            engines.drop_test_databases()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_session_databases() -> Iterator[None]:
+    yield
+    if engines.is_postgres():
+        engines.drop_session_databases()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings pointing at this test's own files; nothing is migrated yet."""
+def settings(tmp_path: Path, engine: Dialect) -> Settings:
+    """Settings pointing at this test's own files and database; nothing is migrated yet."""
     return Settings(
         database_path=tmp_path / "test.db",
+        postgres_url=engines.database_for(tmp_path) if engines.is_postgres() else None,
         log_file=tmp_path / "logs" / "app.log",
         log_stderr=False,
         secret_key=TEST_SECRET_KEY,
@@ -39,7 +62,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def migrated(settings: Settings) -> Settings:
     """The same settings, with every migration applied to the database."""
-    migrations.apply_pending(settings.database_path)
+    migrations.apply_pending(settings.database_url)
     return settings
 
 
@@ -51,12 +74,8 @@ async def client(aiohttp_client: ClientFactory, migrated: Settings) -> TestClien
 
 @pytest.fixture
 async def database(migrated: Settings) -> AsyncIterator[Database]:
-    """The Database handle the app would use, opened on the migrated file."""
-    db = await Database.open(
-        migrated.database_path,
-        readers=migrated.database_readers,
-        synchronous=migrated.database_synchronous,
-    )
+    """The Database handle the app would use, opened on the migrated database."""
+    db = await open_database(migrated)
     yield db
     await db.close()
 

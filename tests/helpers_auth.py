@@ -91,22 +91,22 @@ def session_id(user_id: int) -> str:
 async def user_row(database: Database, user_id: int) -> dict[str, Any] | None:
     """The user's row as stored, or None."""
     async with database.read() as conn:
-        rows = list(await conn.execute_fetchall("SELECT * FROM users WHERE id = ?", (user_id,)))
+        rows = list(await conn.fetch_all("SELECT * FROM users WHERE id = :id", {"id": user_id}))
     return dict(rows[0]) if rows else None
 
 
 async def rows_named(database: Database, username: str) -> list[dict[str, Any]]:
     """Rows whose username equals `username` ignoring ASCII case."""
     async with database.read() as conn:
-        rows = await conn.execute_fetchall(
-            "SELECT * FROM users WHERE lower(username) = lower(?)", (username,)
+        rows = await conn.fetch_all(
+            "SELECT * FROM users WHERE lower(username) = lower(:name)", {"name": username}
         )
     return [dict(row) for row in rows]
 
 
 async def user_count(database: Database) -> int:
     async with database.read() as conn:
-        rows = list(await conn.execute_fetchall("SELECT count(*) FROM users"))
+        rows = list(await conn.fetch_all("SELECT count(*) FROM users"))
     return int(rows[0][0])
 
 
@@ -164,8 +164,8 @@ async def token_for(database: Database, user_id: int, **overrides: object) -> st
 
 async def _ensure_session(database: Database, user_id: int) -> None:
     async with database.transaction() as conn:
-        rows = await conn.execute_fetchall(
-            "SELECT 1 FROM sessions WHERE id = ?", (session_id(user_id),)
+        rows = await conn.fetch_all(
+            "SELECT 1 FROM sessions WHERE id = :id", {"id": session_id(user_id)}
         )
         if not rows:
             await session_queries.create_session(

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests import engines
 from tests.log_hygiene import remember
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ ADMIN_PASSWORD = "admin-password-for-process-tests"
 START_TIMEOUT = 15.0
 SETTING_NAMES = {
     *("HOST", "PORT", "DATABASE_PATH", "DATABASE_SYNCHRONOUS", "DATABASE_READERS"),
+    *("DATABASE_URL", "DATABASE_POOL_SIZE"),
     *("LOG_FILE", "LOG_LEVEL", "LOG_JSON", "LOG_STDERR", "MAX_BODY_BYTES"),
     *("REQUEST_TIMEOUT_SECONDS", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES", "OPEN_SIGNUP"),
     *("PRODUCT_WRITE_ACCESS", "LOGIN_MAX_FAILURES", "LOGIN_FAILURE_WINDOW_SECONDS"),
@@ -56,7 +58,7 @@ class Server:
     port: int
     stderr_path: Path
     log_file: Path
-    database: Path
+    database: Path | str  # the SQLite file, or the PostgreSQL database's URL
 
     @property
     def base(self) -> str:
@@ -71,10 +73,27 @@ class Server:
         return self.log_file.read_text(encoding="utf-8", errors="replace")
 
 
+def database_of(tmp_path: Path, *, keep: bool = False) -> Path | str:
+    """The database run.py gets in `tmp_path`: a SQLite file, or (TEST_ENGINE) a URL."""
+    if engines.is_postgres():
+        return engines.database_for(tmp_path, keep=keep)
+    return tmp_path / "data" / "app.db"
+
+
+def database_untouched(tmp_path: Path) -> bool:
+    """No database was created in `tmp_path` (SQLite), or it holds no table (PostgreSQL)."""
+    database = database_of(tmp_path)
+    if isinstance(database, Path):
+        return not database.exists()
+    tables = "SELECT 1 FROM information_schema.tables WHERE table_schema = 'public'"
+    return not engines.rows(database, tables)
+
+
 def environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    database = database_of(tmp_path)
+    env["DATABASE_URL" if isinstance(database, str) else "DATABASE_PATH"] = str(database)
     env.update(
-        DATABASE_PATH=str(tmp_path / "data" / "app.db"),
         LOG_FILE=str(tmp_path / "logs" / "app.log"),
         SECRET_KEY=SECRET_KEY,
         LOG_STDERR="1",
@@ -99,9 +118,7 @@ def started(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
             stdout=stderr,
             stderr=subprocess.STDOUT,
         )
-    server = Server(
-        process, port, stderr_path, Path(environ["LOG_FILE"]), Path(environ["DATABASE_PATH"])
-    )
+    server = Server(process, port, stderr_path, Path(environ["LOG_FILE"]), database_of(tmp_path))
     try:
         yield server
     finally:
@@ -221,8 +238,12 @@ def run_to_exit(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedP
     )
 
 
-def db_rows(database: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows straight from the SQLite file, as another process sees it."""
+def db_rows(
+    database: Path | str, sql: str, params: tuple[object, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Rows straight from the database, as another process sees it (`?` placeholders)."""
+    if isinstance(database, str):
+        return engines.rows(database, sql, params)
     with contextlib.closing(sqlite3.connect(database, timeout=10)) as conn:
         return list(conn.execute(sql, params).fetchall())
 

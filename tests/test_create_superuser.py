@@ -8,7 +8,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,30 @@ from pwdlib import PasswordHash
 from service import migrations
 from service.app import create_app
 from service.create_superuser import create_superuser
-from service.db import Database
+from service.db import open_database
 from service.queries import users
 from service.settings import Settings
+from tests.conftest import TEST_SECRET_KEY
 from tests.helpers_auth import Client, bearer, login, login_token, password_hash, user_body
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_PY = [sys.executable, "run.py", "create-superuser"]
 MODULE = [sys.executable, "-m", "service.create_superuser"]
-CLEARED = ("SECRET_KEY", "ADMIN_PASSWORD", "DATABASE_PATH", "LOG_FILE", "LOG_JSON", "LOG_LEVEL")
+CLEARED = ("SECRET_KEY", "ADMIN_PASSWORD", "DATABASE_PATH", "DATABASE_URL", "LOG_FILE")
+CLEARED += ("LOG_JSON", "LOG_LEVEL")
 
 
-def _env(db: Path, log_file: Path, **extra: str) -> dict[str, str]:
+def _env(db: Path | str, log_file: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    return {**env, "DATABASE_PATH": str(db), "LOG_FILE": str(log_file), **extra}
+    if isinstance(db, str):  # PostgreSQL: its URL, and the key it requires
+        env |= {"DATABASE_URL": db, "SECRET_KEY": TEST_SECRET_KEY}
+    else:
+        env["DATABASE_PATH"] = str(db)
+    return {**env, "LOG_FILE": str(log_file), **extra}
 
 
 def _run(
-    command: list[str], db: Path, log_file: Path, **extra: str
+    command: list[str], db: Path | str, log_file: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,
@@ -127,7 +132,10 @@ async def test_the_created_superuser_logs_in_over_the_api(
     aiohttp_client: Any, settings: Settings
 ) -> None:
     result = await asyncio.to_thread(
-        _run, [*RUN_PY, "--password", "api-admin-pass"], settings.database_path, settings.log_file
+        _run,
+        [*RUN_PY, "--password", "api-admin-pass"],
+        settings.postgres_url or settings.database_path,
+        settings.log_file,
     )
     assert result.returncode == 0, result.stderr
     client: Client = await aiohttp_client(create_app(settings))
@@ -151,27 +159,34 @@ async def test_a_regular_user_created_during_the_run_is_reported_not_ignored(
         nonlocal calls
         calls += 1
         if calls == 1:  # the check sees no one; then someone signs up as that name
-            await conn.execute(
-                "INSERT INTO users (username, hashed_password, created_at, updated_at)"
-                " VALUES (?, 'x', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
-                (username,),
-            )
+            await _insert_regular_user(migrated, username)
             return None
         return await real_lookup(conn, username=username)
 
-    # The check runs on a read-only reader; let the "other process" write through the writer.
     monkeypatch.setattr(users, "get_by_username", racing_lookup)
-    monkeypatch.setattr(Database, "read", _writer_as_reader)
     code = await create_superuser(migrated, "admin", "raced-admin-pass")
     assert code != 0
     out = capsys.readouterr()
     assert "regular" in (out.out + out.err).lower()
     assert "raced-admin-pass" not in out.out + out.err
-    [row] = _rows(migrated.database_path)
-    assert row["username"] == "admin" and row["is_superuser"] == 0
+    database = await open_database(migrated)
+    try:
+        async with database.read() as conn:
+            rows = await conn.fetch_all("SELECT username, is_superuser FROM users")
+    finally:
+        await database.close()
+    assert [(row[0], bool(row[1])) for row in rows] == [("admin", False)]
 
 
-@contextlib.asynccontextmanager
-async def _writer_as_reader(self: Database, *, snapshot: bool = False) -> AsyncIterator[Any]:
-    async with self.transaction() as conn:
-        yield conn
+async def _insert_regular_user(settings: Settings, username: str) -> None:
+    """Another process signs up as `username` (its own connection, its own transaction)."""
+    other = await open_database(settings, pool_size=1)
+    try:
+        async with other.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO users (username, hashed_password, created_at, updated_at)"
+                " VALUES (:name, 'x', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+                {"name": username},
+            )
+    finally:
+        await other.close()

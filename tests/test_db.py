@@ -13,27 +13,29 @@ import aiosqlite
 import pytest
 
 from service import migrations
-from service.db import BUSY_TIMEOUT_MS, Database
+from service.db import Connection, Database, DatabaseError, open_database
+from service.db_sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 from service.settings import Settings, Synchronous
 
 NOW = "2026-01-01T00:00:00+00:00"
 INSERT = (
     "INSERT INTO products (name, name_folded, price_cents, created_at, updated_at) "
-    "VALUES (?, ?, 100, ?, ?)"
+    "VALUES (:name, :folded, 100, :now, :now)"
 )
+SQLITE_FILE = pytest.mark.sqlite_only("opens the SQLite file beside the service")
 
 
 class Boom(Exception):
     """Raised inside a unit of work to make it fail."""
 
 
-async def insert(conn: aiosqlite.Connection, name: str) -> None:
-    await conn.execute(INSERT, (name, name.casefold(), NOW, NOW))
+async def insert(conn: Connection, name: str) -> None:
+    await conn.execute(INSERT, {"name": name, "folded": name.casefold(), "now": NOW})
 
 
 async def names(database: Database) -> set[str]:
     async with database.read() as conn:
-        rows = await conn.execute_fetchall("SELECT name FROM products")
+        rows = await conn.fetch_all("SELECT name FROM products")
     return {row[0] for row in rows}
 
 
@@ -45,6 +47,7 @@ def names_sync(path: Path) -> set[str]:
 # --- transactions never interleave -------------------------------------------------------
 
 
+@SQLITE_FILE
 async def test_naive_shared_connection_interleaves_transactions(migrated: Settings) -> None:
     """Control experiment: without the lock, B's commit commits A's half-done insert."""
     conn = await aiosqlite.connect(migrated.database_path)  # sqlite3's implicit transactions
@@ -53,7 +56,7 @@ async def test_naive_shared_connection_interleaves_transactions(migrated: Settin
 
         async def a() -> None:
             try:
-                await insert(conn, "from-a")
+                await conn.execute(INSERT, {"name": "from-a", "folded": "from-a", "now": NOW})
                 a_inserted.set()
                 await asyncio.sleep(0.05)
                 raise Boom
@@ -62,7 +65,7 @@ async def test_naive_shared_connection_interleaves_transactions(migrated: Settin
 
         async def b() -> None:
             await a_inserted.wait()
-            await insert(conn, "from-b")
+            await conn.execute(INSERT, {"name": "from-b", "folded": "from-b", "now": NOW})
             await conn.commit()
 
         await asyncio.gather(a(), b())
@@ -72,11 +75,8 @@ async def test_naive_shared_connection_interleaves_transactions(migrated: Settin
     assert names_sync(migrated.database_path) == {"from-a", "from-b"}
 
 
-@pytest.mark.parametrize("second", ["transaction", "single_statement"])
-async def test_units_of_work_of_two_coroutines_never_interleave(
-    database: Database, second: str
-) -> None:
-    """B, a transaction or a lone statement, waits for A's transaction and never joins it."""
+async def test_units_of_work_of_two_coroutines_never_interleave(database: Database) -> None:
+    """B waits for A's transaction and never joins it."""
     a_inserted = asyncio.Event()
     order: list[str] = []
 
@@ -91,7 +91,7 @@ async def test_units_of_work_of_two_coroutines_never_interleave(
 
     async def b() -> None:
         await a_inserted.wait()
-        async with getattr(database, second)() as conn:
+        async with database.transaction() as conn:
             order.append("b-runs")
             await insert(conn, "from-b")
 
@@ -111,7 +111,8 @@ async def test_many_concurrent_units_of_work_all_commit(database: Database) -> N
     assert len(await names(database)) == 40
 
 
-async def test_single_statement_commits_at_once_and_waits_for_another_process(
+@SQLITE_FILE
+async def test_a_unit_of_work_waits_for_another_process_writing(
     database: Database, migrated: Settings
 ) -> None:
     other = sqlite3.connect(migrated.database_path, isolation_level=None)
@@ -119,7 +120,7 @@ async def test_single_statement_commits_at_once_and_waits_for_another_process(
         other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
 
         async def work() -> None:
-            async with database.single_statement() as conn:
+            async with database.transaction() as conn:
                 await insert(conn, "waited")
 
         task = asyncio.create_task(work())
@@ -129,7 +130,7 @@ async def test_single_statement_commits_at_once_and_waits_for_another_process(
         await asyncio.wait_for(task, 5)
     finally:
         other.close()
-    # Committed by itself: another connection sees it, with nothing left open on the writer.
+    # Committed: another connection sees it, with nothing left open on the writer.
     assert names_sync(migrated.database_path) == {"waited"}
     async with database.transaction() as conn:
         await insert(conn, "next")
@@ -162,7 +163,6 @@ async def test_cancelled_mid_transaction_rolls_back_and_does_not_wedge(
 
     await asyncio.wait_for(next_unit(), 5)
     assert await names(database) == {"after"}
-    assert names_sync(migrated.database_path) == {"after"}
 
 
 async def test_cancelled_while_waiting_for_the_writer(database: Database) -> None:
@@ -198,6 +198,7 @@ async def test_cancelled_while_waiting_for_the_writer(database: Database) -> Non
     assert await names(database) == {"holder", "after"}
 
 
+@SQLITE_FILE
 async def test_cancelled_while_begin_waits_for_another_process(
     database: Database, migrated: Settings
 ) -> None:
@@ -241,10 +242,10 @@ async def test_snapshot_read_sees_one_consistent_state(database: Database) -> No
             await insert(conn, name)
 
     async with database.read(snapshot=True) as reader:
-        before = await reader.execute_fetchall("SELECT count(*) FROM products")
+        before = await reader.fetch_all("SELECT count(*) FROM products")
         await asyncio.wait_for(add("second"), 5)
-        after = await reader.execute_fetchall("SELECT count(*) FROM products")
-        listed = await reader.execute_fetchall("SELECT name FROM products")
+        after = await reader.fetch_all("SELECT count(*) FROM products")
+        listed = await reader.fetch_all("SELECT name FROM products")
     assert before[0][0] == after[0][0] == 1
     assert [row[0] for row in listed] == ["first"]
     assert await names(database) == {"first", "second"}
@@ -255,14 +256,12 @@ async def test_snapshot_read_cancelled_at_its_start_leaves_no_stale_reader(
 ) -> None:
     """A snapshot read cancelled while its BEGIN is on the reader's thread: the reader must
     go back to the pool outside any transaction (else later reads see stale data)."""
-    database = await Database.open(
-        migrated.database_path, readers=1, synchronous=Synchronous.NORMAL
-    )
+    database = await open_database(migrated, pool_size=1)
     try:
 
         async def snapshot_count() -> int:
             async with database.read(snapshot=True) as reader:
-                rows = await reader.execute_fetchall("SELECT count(*) FROM products")
+                rows = await reader.fetch_all("SELECT count(*) FROM products")
             return int(rows[0][0])
 
         task = asyncio.create_task(snapshot_count())
@@ -287,9 +286,9 @@ async def test_plain_read_sees_each_commit(database: Database) -> None:
             await insert(conn, name)
 
     async with database.read() as reader:
-        before = await reader.execute_fetchall("SELECT count(*) FROM products")
+        before = await reader.fetch_all("SELECT count(*) FROM products")
         await asyncio.wait_for(add("second"), 5)
-        after = await reader.execute_fetchall("SELECT count(*) FROM products")
+        after = await reader.fetch_all("SELECT count(*) FROM products")
     assert (before[0][0], after[0][0]) == (0, 1)
 
 
@@ -320,9 +319,10 @@ async def test_reads_proceed_while_a_write_transaction_is_open(database: Databas
     assert await names(database) == {"committed", "uncommitted"}
 
 
+@pytest.mark.sqlite_only("PostgreSQL's pooled connections serve reads and writes alike")
 async def test_readers_cannot_write(database: Database) -> None:
     async with database.read() as reader:
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(DatabaseError, match="readonly"):
             await insert(reader, "sneaky")
     assert await names(database) == set()
 
@@ -330,18 +330,19 @@ async def test_readers_cannot_write(database: Database) -> None:
 # --- pragmas ------------------------------------------------------------------------------
 
 
-async def pragma(conn: aiosqlite.Connection, name: str) -> object:
-    rows = await conn.execute_fetchall(f"PRAGMA {name}")
+async def pragma(conn: Connection, name: str) -> object:
+    rows = await conn.fetch_all(f"PRAGMA {name}")
     return rows[0][0]
 
 
+@SQLITE_FILE
 @pytest.mark.parametrize(("synchronous", "level"), [(Synchronous.NORMAL, 1), (Synchronous.FULL, 2)])
 async def test_pragmas_are_in_force_on_every_connection(
     migrated: Settings, synchronous: Synchronous, level: int
 ) -> None:
-    database = await Database.open(migrated.database_path, readers=3, synchronous=synchronous)
+    database = await SqliteDatabase.open(migrated.database_path, readers=3, synchronous=synchronous)
     try:
-        connections: list[aiosqlite.Connection] = []
+        connections: list[Connection] = []
         async with contextlib.AsyncExitStack() as stack:
             for _ in range(3):  # hold every reader at once, so each is checked
                 connections.append(await stack.enter_async_context(database.read()))
@@ -363,11 +364,12 @@ async def test_pragmas_are_in_force_on_every_connection(
 # --- close --------------------------------------------------------------------------------
 
 
+@SQLITE_FILE
 async def test_close_stops_every_connection_thread(migrated: Settings) -> None:
     """aiosqlite's threads are not daemons: one left running would hang the process exit."""
     before = set(threading.enumerate())
     baseline = threading.active_count()
-    database = await Database.open(
+    database = await SqliteDatabase.open(
         migrated.database_path, readers=4, synchronous=Synchronous.NORMAL
     )
     try:
@@ -387,9 +389,7 @@ async def test_close_stops_every_connection_thread(migrated: Settings) -> None:
 
 
 async def test_close_waits_for_the_unit_of_work_in_progress(migrated: Settings) -> None:
-    database = await Database.open(
-        migrated.database_path, readers=1, synchronous=Synchronous.NORMAL
-    )
+    database = await open_database(migrated, pool_size=1)
     inside = asyncio.Event()
 
     async def work() -> None:
@@ -402,12 +402,16 @@ async def test_close_waits_for_the_unit_of_work_in_progress(migrated: Settings) 
     await inside.wait()
     await asyncio.wait_for(database.close(), 5)
     await task
-    assert names_sync(migrated.database_path) == {"finished"}
+    reopened = await open_database(migrated)
+    try:
+        assert await names(reopened) == {"finished"}
+    finally:
+        await reopened.close()
 
 
 async def test_open_creates_missing_parent_directory(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "db.sqlite"
     migrations.apply_pending(path)
-    database = await Database.open(path, readers=1, synchronous=Synchronous.NORMAL)
+    database = await SqliteDatabase.open(path, readers=1, synchronous=Synchronous.NORMAL)
     await database.close()
     assert path.exists()

@@ -37,13 +37,13 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from service import migrations, tokens
 from service.app import create_app
-from service.db import Database
+from service.db import open_database
 from service.queries import sessions as session_queries
 from service.queries import users as user_queries
 from service.queries.users import UsernameTaken
-from service.settings import Settings, Synchronous
+from service.settings import Settings
 from tests.helpers_auth import password_hash
-from tests.helpers_process import SECRET_KEY, Server, started, wait_until_serving
+from tests.helpers_process import SECRET_KEY, Server, database_of, started, wait_until_serving
 from tests.log_hygiene import remember_token
 
 pytestmark = pytest.mark.process
@@ -112,9 +112,9 @@ def _config() -> schemathesis.Config:
 class Identity:
     """A user the fuzzer runs as, kept logged in whatever the fuzzer did to him."""
 
-    def __init__(self, server: Server, database_path: Path, *, superuser: bool) -> None:
+    def __init__(self, server: Server, database: Path | str, *, superuser: bool) -> None:
         self.server = server
-        self.database_path = database_path
+        self.database = database
         self.superuser = superuser
         self.http = requests.Session()
         self.user_id: int | None = None
@@ -141,9 +141,11 @@ class Identity:
 
     async def _repair(self) -> str:
         """Recreate, reactivate or re-flag the account; open a session; sign a token."""
-        database = await Database.open(
-            self.database_path, readers=0, synchronous=Synchronous.NORMAL
-        )
+        if isinstance(self.database, str):
+            target = Settings(postgres_url=self.database, secret_key=SECRET_KEY)
+        else:
+            target = Settings(database_path=self.database)
+        database = await open_database(target, pool_size=1)
         try:
             async with database.transaction() as conn:
                 user = None
@@ -196,7 +198,7 @@ class Identity:
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("fuzz")
-    migrations.apply_pending(directory / "data" / "app.db")
+    migrations.apply_pending(database_of(directory, keep=True))
     with started(directory, "--no-migrate") as server:
         wait_until_serving(server)
         yield server
@@ -204,9 +206,9 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def identities(fuzz_server: Server) -> dict[str, Identity]:
-    database_path = Path(os.fspath(fuzz_server.log_file)).parent.parent / "data" / "app.db"
     return {
-        role: Identity(fuzz_server, database_path, superuser=role == "superuser") for role in ROLES
+        role: Identity(fuzz_server, fuzz_server.database, superuser=role == "superuser")
+        for role in ROLES
     }
 
 

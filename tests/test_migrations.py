@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import aiosqlite
+import pytest
 from aiohttp.test_utils import TestClient
 from yoyo import get_backend, read_migrations
 
 from service import migrations
 from service.app import create_app
+from service.db_sqlite import SqliteConnection
+from service.dialect import Dialect
 from service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -33,13 +36,21 @@ def ordered_migrations() -> list[str]:
     return sorted(migrations.known_migration_ids())
 
 
-def test_known_migration_ids_are_the_sql_files() -> None:
-    sql = REPO_ROOT / "sql"
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_known_migration_ids_are_the_sql_files(dialect: Dialect) -> None:
+    sql = REPO_ROOT / "sql" / dialect.value
     forward = {p.name[: -len(".sql")] for p in sql.glob("*.sql") if ".rollback." not in p.name}
     assert forward
-    assert migrations.known_migration_ids() == forward
+    assert migrations.known_migration_ids(dialect) == forward
     for migration_id in forward:  # every migration can be rolled back
         assert (sql / f"{migration_id}.rollback.sql").is_file()
+
+
+def test_both_engines_have_the_same_numbered_migrations() -> None:
+    """One numbering: a migration id names the same change on either engine."""
+    sqlite, postgresql = (set((REPO_ROOT / "sql" / d.value).glob("*.sql")) for d in Dialect)
+    assert {p.name for p in sqlite} == {p.name for p in postgresql}
+    assert not list((REPO_ROOT / "sql").glob("*.sql"))  # none left outside an engine's folder
 
 
 def test_apply_creates_the_products_table(tmp_path: Path) -> None:
@@ -54,7 +65,7 @@ def test_apply_creates_the_products_table(tmp_path: Path) -> None:
 def test_every_migration_applies_rolls_back_and_reapplies(tmp_path: Path) -> None:
     """Step through the migrations one by one, then back, then forward again."""
     path = tmp_path / "db.sqlite"
-    sources = read_migrations(str(migrations.MIGRATIONS_DIR))
+    sources = read_migrations(str(migrations.migrations_dir(Dialect.SQLITE)))
     backend = get_backend(f"sqlite:///{path}")
     try:
         states = [schema(path)]  # empty before anything
@@ -114,11 +125,13 @@ def test_pending_sync(tmp_path: Path) -> None:
 async def test_pending_async(tmp_path: Path) -> None:
     known = migrations.known_migration_ids()
     path = tmp_path / "db.sqlite"
-    async with aiosqlite.connect(path) as conn:
+    async with aiosqlite.connect(path) as raw:
+        conn = SqliteConnection(raw)
         assert await migrations.pending(conn, known) == ordered_migrations()
         assert await migrations.unready_reason(conn, known) is not None
     migrations.apply_pending(path)
-    async with aiosqlite.connect(path) as conn:
+    async with aiosqlite.connect(path) as raw:
+        conn = SqliteConnection(raw)
         assert await migrations.pending(conn, known) == []
         assert await migrations.unready_reason(conn, known) is None
         assert await migrations.pending(conn, known | {"9999.future"}) == ["9999.future"]
@@ -144,7 +157,7 @@ async def test_health_and_readiness_on_an_unmigrated_database(
     assert isinstance(body["detail"], str) and body["detail"]
     assert "Traceback" not in body["detail"] and "SELECT" not in body["detail"]
 
-    migrations.apply_pending(settings.database_path)  # while the app keeps running
+    migrations.apply_pending(settings.database_url)  # while the app keeps running
 
     ready = await client.get("/health/ready")
     assert ready.status == 200

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from service import migrations
+from tests import engines
 from tests.helpers_process import (
     REPO_ROOT,
     SECRET_KEY,
     call,
+    database_of,
+    database_untouched,
     environment,
     free_port,
     run_to_exit,
@@ -78,8 +81,8 @@ def test_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert SECRET_KEY not in output and SECRET_KEY not in "\n".join(lines)
     # migrations were applied at start
-    database = tmp_path / "data" / "app.db"
-    assert migrations.pending_sync(database, migrations.known_migration_ids()) == []
+    known = migrations.known_migration_ids(engines.ENGINE)
+    assert migrations.pending_sync(database_of(tmp_path), known) == []
 
 
 @pytest.mark.parametrize(("chosen", "uvloop_loaded"), [(None, True), ("asyncio", False)])
@@ -97,7 +100,7 @@ def test_serves_on_the_chosen_event_loop(
 
 
 def test_no_migrate_serves_an_already_migrated_database(tmp_path: Path) -> None:
-    migrations.apply_pending(tmp_path / "data" / "app.db")
+    migrations.apply_pending(database_of(tmp_path))
     with started(tmp_path, "--no-migrate") as server:
         wait_until_serving(server)
         status, _, _ = call(server, "GET", "/health/ready")
@@ -109,11 +112,11 @@ def test_no_migrate_on_a_fresh_database_refuses_to_serve(tmp_path: Path) -> None
     assert result.returncode != 0
     message = result.stderr.lower()
     assert "pending" in message and "migration" in message, result.stderr
-    for migration_id in migrations.known_migration_ids():
+    for migration_id in migrations.known_migration_ids(engines.ENGINE):
         assert migration_id in result.stderr
     assert "Traceback" not in result.stderr
     assert "running on" not in (result.stdout + result.stderr).lower()
-    assert not (tmp_path / "data" / "app.db").exists()  # refused without creating a database
+    assert database_untouched(tmp_path)  # refused without creating a database
 
 
 @pytest.mark.parametrize(
@@ -137,7 +140,7 @@ def test_bad_setting_stops_the_start_naming_the_variable(
     assert result.returncode != 0
     assert variable in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "data" / "app.db").exists()  # stopped before touching anything
+    assert database_untouched(tmp_path)  # stopped before touching anything
 
 
 def test_short_secret_key_stops_the_start_without_echoing_it(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ async def validation_errors(response: Any) -> dict[str, list[str]]:
 
 async def product_rows(database: Database) -> list[dict[str, Any]]:
     async with database.read() as conn:
-        rows = await conn.execute_fetchall("SELECT * FROM products ORDER BY id")
+        rows = await conn.fetch_all("SELECT * FROM products ORDER BY id")
     return [dict(row) for row in rows]
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from typing import Any
 
 import pytest
 
-from service.db import Database
+from service.db import Database, IntegrityError
 from service.queries import products
 from service.queries.products import SORT_ORDERS, Product, ProductFilter
 
@@ -30,7 +29,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def rows(database: Database) -> list[dict[str, Any]]:
     async with database.read() as conn:
-        found = await conn.execute_fetchall("SELECT * FROM products ORDER BY id")
+        found = await conn.fetch_all("SELECT * FROM products ORDER BY id")
     return [dict(row) for row in found]
 
 
@@ -174,7 +173,7 @@ async def test_query_functions_leave_the_unit_of_work_to_the_caller(database: Da
 async def test_the_table_refuses_what_validation_would(
     database: Database, fields: dict[str, Any]
 ) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await create(database, **fields)
     assert await rows(database) == []
 

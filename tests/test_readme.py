@@ -45,7 +45,10 @@ from tests.helpers_process import (
     wait_until_serving,
 )
 
-pytestmark = pytest.mark.process
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.sqlite_only("the README's commands run on the default engine, SQLite"),
+]
 
 README = REPO_ROOT / "README.md"
 README_ADDRESSES = ("localhost:8000", "127.0.0.1:8000")

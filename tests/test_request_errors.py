@@ -58,7 +58,7 @@ async def problem(response: Any, status: int) -> dict[str, Any]:
 
 async def product_count(database: Database) -> int:
     async with database.read() as conn:
-        rows = await conn.execute_fetchall("SELECT count(*) FROM products")
+        rows = await conn.fetch_all("SELECT count(*) FROM products")
     return int(next(iter(rows))[0])
 
 

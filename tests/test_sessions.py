@@ -39,7 +39,7 @@ async def refresh(client: Client, refresh_token: str, *, form: bool = False) -> 
 
 async def session_rows(database: Database) -> list[dict[str, Any]]:
     async with database.read() as conn:
-        rows = await conn.execute_fetchall("SELECT * FROM sessions ORDER BY created_at")
+        rows = await conn.fetch_all("SELECT * FROM sessions ORDER BY created_at")
     return [dict(row) for row in rows]
 
 
@@ -243,7 +243,7 @@ async def test_an_inactive_users_refresh_is_400(client: Client, database: Databa
     alice = await make_user(database, "alice")
     body = await log_in(client)
     async with database.transaction() as conn:  # deactivated behind the service's back
-        await conn.execute("UPDATE users SET is_active = 0 WHERE id = ?", (alice.id,))
+        await conn.execute("UPDATE users SET is_active = FALSE WHERE id = :id", {"id": alice.id})
     await problem(await refresh(client, body["refresh_token"]), 400, "Inactive user")
 
 
@@ -280,14 +280,12 @@ async def test_purge_removes_ended_sessions_and_their_spent_tokens(
     app = client.app
     assert app is not None
     async with database.read() as conn:
-        spent_before = list(await conn.execute_fetchall("SELECT * FROM spent_refresh_tokens"))
+        spent_before = list(await conn.fetch_all("SELECT * FROM spent_refresh_tokens"))
     assert spent_before
     await housekeeping.purge_once(app)
     async with database.read() as conn:
-        spent_after = list(await conn.execute_fetchall("SELECT * FROM spent_refresh_tokens"))
-        ended = list(
-            await conn.execute_fetchall("SELECT * FROM sessions WHERE ended_at IS NOT NULL")
-        )
+        spent_after = list(await conn.fetch_all("SELECT * FROM spent_refresh_tokens"))
+        ended = list(await conn.fetch_all("SELECT * FROM sessions WHERE ended_at IS NOT NULL"))
     assert spent_after == []
     assert ended == []
 
@@ -303,9 +301,7 @@ async def test_the_purge_runs_in_the_background(
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         async with database.read() as conn:
-            ended = list(
-                await conn.execute_fetchall("SELECT 1 FROM sessions WHERE ended_at IS NOT NULL")
-            )
+            ended = list(await conn.fetch_all("SELECT 1 FROM sessions WHERE ended_at IS NOT NULL"))
         if not ended:
             break
         await asyncio.sleep(0.1)

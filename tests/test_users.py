@@ -299,8 +299,8 @@ async def test_users_list_default_limit_is_100(client: Client, database: Databas
         for n in range(100):
             await conn.execute(
                 "INSERT INTO users (username, hashed_password, created_at, updated_at)"
-                " VALUES (?, 'x', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
-                (f"bulk{n}",),
+                " VALUES (:name, 'x', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+                {"name": f"bulk{n}"},
             )
     response = await client.get("/users", headers=await auth(database, root.id))
     body = await response.json()

@@ -79,6 +79,7 @@ def me(server: Server, token: str) -> int:
         return error.code
 
 
+@pytest.mark.sqlite_only("the generated key file; PostgreSQL requires SECRET_KEY")
 def test_two_workers_share_the_port_the_database_and_the_key(tmp_path: Path) -> None:
     # No SECRET_KEY: the parent makes the key file once; both workers must sign alike.
     with started(tmp_path, "--workers", "2", SECRET_KEY="") as server:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-import aiosqlite
-
 from service.clock import utc_now
-from service.db import rows_changed
+from service.db import Connection, Row, returned
+from service.dialect import contains
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +72,22 @@ RETURNING {_COLUMNS}
 
 DELETE_PRODUCT = "DELETE FROM products WHERE id = :id"
 
-# Filter fragments, combined with AND; instr() keeps `%` and `_` literal.
+# Filter fragments, combined with AND; `q` is the dialect's literal substring match.
 _FILTERS: Final[dict[str, str]] = {
-    "q": "instr(name_folded, :q) > 0",
     "min_price_cents": "price_cents >= :min_price_cents",
     "max_price_cents": "price_cents <= :max_price_cents",
     "in_stock": "in_stock = :in_stock",
 }
 
 
-async def get_product(conn: aiosqlite.Connection, *, product_id: int) -> Product | None:
+async def get_product(conn: Connection, *, product_id: int) -> Product | None:
     """The product with `product_id`, or None."""
-    rows = await conn.execute_fetchall(SELECT_PRODUCT, {"id": product_id})
-    return _product(next(iter(rows))) if rows else None
+    row = await conn.fetch_one(SELECT_PRODUCT, {"id": product_id})
+    return None if row is None else _product(row)
 
 
 async def list_products(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     filters: ProductFilter,
     sort: str,
@@ -105,18 +102,18 @@ async def list_products(
         "in_stock": filters.in_stock,
     }
     used = {name: value for name, value in params.items() if value is not None}
-    where = " AND ".join(_FILTERS[name] for name in used) or "1"
+    where = " AND ".join(_filter(conn, name) for name in used) or "TRUE"
     page_sql = (
         f"SELECT {_COLUMNS} FROM products WHERE {where} "
         f"ORDER BY {SORT_ORDERS[sort]} LIMIT :limit OFFSET :skip"
     )
-    rows = await conn.execute_fetchall(page_sql, {**used, "limit": limit, "skip": skip})
-    count_rows = await conn.execute_fetchall(f"SELECT count(*) FROM products WHERE {where}", used)
-    return ProductPage(items=[_product(row) for row in rows], count=next(iter(count_rows))[0])
+    rows = await conn.fetch_all(page_sql, {**used, "limit": limit, "skip": skip})
+    count = returned(await conn.fetch_one(f"SELECT count(*) FROM products WHERE {where}", used))
+    return ProductPage(items=[_product(row) for row in rows], count=int(count[0]))
 
 
 async def create_product(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     name: str,
     price_cents: int,
@@ -124,7 +121,7 @@ async def create_product(
     description: str | None = None,
 ) -> Product:
     """Insert a product and return it with its new id."""
-    rows = await conn.execute_fetchall(
+    row = await conn.fetch_one(
         INSERT_PRODUCT,
         {
             "name": name,
@@ -135,11 +132,11 @@ async def create_product(
             "now": utc_now(),
         },
     )
-    return _product(next(iter(rows)))
+    return _product(returned(row))
 
 
 async def update_product(
-    conn: aiosqlite.Connection, *, current: Product, changes: Mapping[str, object]
+    conn: Connection, *, current: Product, changes: Mapping[str, object]
 ) -> Product:
     """Apply `changes` (any of name, price_cents, in_stock, description) to `current`."""
     merged = {
@@ -148,7 +145,7 @@ async def update_product(
         "in_stock": changes.get("in_stock", current.in_stock),
         "description": changes.get("description", current.description),
     }
-    rows = await conn.execute_fetchall(
+    row = await conn.fetch_one(
         UPDATE_PRODUCT,
         {
             **merged,
@@ -157,15 +154,19 @@ async def update_product(
             "now": utc_now(),
         },
     )
-    return _product(next(iter(rows)))
+    return _product(returned(row))
 
 
-async def delete_product(conn: aiosqlite.Connection, *, product_id: int) -> bool:
+async def delete_product(conn: Connection, *, product_id: int) -> bool:
     """Delete the product; False if there was none."""
-    return await rows_changed(conn, DELETE_PRODUCT, {"id": product_id}) > 0
+    return await conn.execute(DELETE_PRODUCT, {"id": product_id}) > 0
 
 
-def _product(row: sqlite3.Row) -> Product:
+def _filter(conn: Connection, name: str) -> str:
+    return contains(conn.dialect, "name_folded", "q") if name == "q" else _FILTERS[name]
+
+
+def _product(row: Row) -> Product:
     return Product(
         id=row["id"],
         name=row["name"],

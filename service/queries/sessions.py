@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
-
 from service.clock import utc_now
-from service.db import rows_changed
+from service.db import Connection, ForeignKeyViolation, Row
 
 
 class UserGone(Exception):
@@ -66,9 +63,10 @@ WHERE id = :id AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now
 
 END_SESSION_BY_ID = "UPDATE sessions SET ended_at = :now_text WHERE id = :id AND ended_at IS NULL"
 
+# coalesce: with no session to keep (NULL), `id <> NULL` is NULL, so every session ends.
 END_USER_SESSIONS = """
 UPDATE sessions SET ended_at = :now_text
-WHERE user_id = :user_id AND ended_at IS NULL AND id IS NOT :keep
+WHERE user_id = :user_id AND ended_at IS NULL AND coalesce(id <> :keep, TRUE)
 """
 
 # Bounded: one purge run never holds the write lock for long.
@@ -80,7 +78,7 @@ DELETE FROM sessions WHERE id IN (
 
 
 async def create_session(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     session_id: str,
     user_id: int,
@@ -91,7 +89,7 @@ async def create_session(
 ) -> None:
     """Open a session for `user_id` whose refresh token hashes to `refresh_token_hash`."""
     try:
-        await conn.execute_fetchall(
+        await conn.execute(
             INSERT_SESSION,
             {
                 "id": session_id,
@@ -103,67 +101,59 @@ async def create_session(
                 "client": client,
             },
         )
-    except sqlite3.IntegrityError as error:  # FOREIGN KEY: the user was deleted meanwhile
+    except ForeignKeyViolation as error:  # the user was deleted meanwhile
         raise UserGone(user_id) from error
 
 
-async def by_refresh_hash(conn: aiosqlite.Connection, *, token_hash: str) -> Session | None:
+async def by_refresh_hash(conn: Connection, *, token_hash: str) -> Session | None:
     """The session whose current refresh token hashes to `token_hash`, open or not."""
-    rows = await conn.execute_fetchall(SELECT_BY_REFRESH_HASH, {"hash": token_hash})
-    return _session(next(iter(rows))) if rows else None
+    row = await conn.fetch_one(SELECT_BY_REFRESH_HASH, {"hash": token_hash})
+    return None if row is None else _session(row)
 
 
-async def session_of_spent_token(conn: aiosqlite.Connection, *, token_hash: str) -> str | None:
+async def session_of_spent_token(conn: Connection, *, token_hash: str) -> str | None:
     """The id of the session an already-spent refresh token belonged to, or None."""
-    rows = await conn.execute_fetchall(SELECT_SESSION_OF_SPENT, {"hash": token_hash})
-    return str(next(iter(rows))[0]) if rows else None
+    row = await conn.fetch_one(SELECT_SESSION_OF_SPENT, {"hash": token_hash})
+    return None if row is None else str(row[0])
 
 
-async def rotate(
-    conn: aiosqlite.Connection, *, session_id: str, new_hash: str, expires_at: float
-) -> None:
+async def rotate(conn: Connection, *, session_id: str, new_hash: str, expires_at: float) -> None:
     """Spend the session's current refresh token and give it a new one."""
-    await conn.execute_fetchall(INSERT_SPENT_HASH, {"id": session_id})
-    await conn.execute_fetchall(
+    await conn.execute(INSERT_SPENT_HASH, {"id": session_id})
+    await conn.execute(
         ROTATE,
         {"id": session_id, "new_hash": new_hash, "now": utc_now(), "expires_at": expires_at},
     )
 
 
-async def list_open(conn: aiosqlite.Connection, *, user_id: int, now: float) -> list[Session]:
+async def list_open(conn: Connection, *, user_id: int, now: float) -> list[Session]:
     """The user's sessions that are neither ended nor expired, oldest first."""
-    rows = await conn.execute_fetchall(SELECT_OPEN_FOR_USER, {"user_id": user_id, "now": now})
+    rows = await conn.fetch_all(SELECT_OPEN_FOR_USER, {"user_id": user_id, "now": now})
     return [_session(row) for row in rows]
 
 
-async def end_session(
-    conn: aiosqlite.Connection, *, session_id: str, user_id: int, now: float
-) -> bool:
+async def end_session(conn: Connection, *, session_id: str, user_id: int, now: float) -> bool:
     """End the user's open session; False if it is not his, unknown or already over."""
     params = {"id": session_id, "user_id": user_id, "now": now, "now_text": utc_now()}
-    return await rows_changed(conn, END_SESSION, params) > 0
+    return await conn.execute(END_SESSION, params) > 0
 
 
-async def end_session_by_id(conn: aiosqlite.Connection, *, session_id: str) -> None:
+async def end_session_by_id(conn: Connection, *, session_id: str) -> None:
     """End a session whatever its owner (a stolen refresh token was replayed)."""
-    await conn.execute_fetchall(END_SESSION_BY_ID, {"id": session_id, "now_text": utc_now()})
+    await conn.execute(END_SESSION_BY_ID, {"id": session_id, "now_text": utc_now()})
 
 
-async def end_user_sessions(
-    conn: aiosqlite.Connection, *, user_id: int, keep: str | None = None
-) -> None:
+async def end_user_sessions(conn: Connection, *, user_id: int, keep: str | None = None) -> None:
     """End every open session of the user, except `keep`."""
-    await conn.execute_fetchall(
-        END_USER_SESSIONS, {"user_id": user_id, "keep": keep, "now_text": utc_now()}
-    )
+    await conn.execute(END_USER_SESSIONS, {"user_id": user_id, "keep": keep, "now_text": utc_now()})
 
 
-async def purge(conn: aiosqlite.Connection, *, now: float, limit: int) -> int:
+async def purge(conn: Connection, *, now: float, limit: int) -> int:
     """Delete up to `limit` ended or expired sessions (their spent tokens go with them)."""
-    return await rows_changed(conn, PURGE, {"now": now, "limit": limit})
+    return await conn.execute(PURGE, {"now": now, "limit": limit})
 
 
-def _session(row: sqlite3.Row) -> Session:
+def _session(row: Row) -> Session:
     return Session(
         id=row["id"],
         user_id=row["user_id"],

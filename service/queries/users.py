@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import aiosqlite
-
 from service.clock import utc_now
-from service.db import rows_changed
+from service.db import Connection, Row, UniqueViolation, returned
+from service.dialect import equals_ignoring_case
 
 
 class UsernameTaken(Exception):
@@ -52,7 +50,6 @@ SELECT {_COLUMNS}, EXISTS (
 ) AS session_open
 FROM users WHERE id = :id
 """
-SELECT_BY_USERNAME = f"SELECT {_COLUMNS} FROM users WHERE username = :username"
 SELECT_PAGE = f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT :limit OFFSET :skip"
 COUNT_USERS = "SELECT count(*) FROM users"
 COUNT_OTHER_ACTIVE_SUPERUSERS = (
@@ -86,38 +83,40 @@ DELETE_USER = "DELETE FROM users WHERE id = :id"
 UPDATABLE = ("username", "email", "full_name", "hashed_password", "is_active", "is_superuser")
 
 
-async def get_by_id(conn: aiosqlite.Connection, *, user_id: int) -> User | None:
+async def get_by_id(conn: Connection, *, user_id: int) -> User | None:
     """The user with `user_id`, or None."""
-    rows = await conn.execute_fetchall(SELECT_BY_ID, {"id": user_id})
-    return _user(next(iter(rows))) if rows else None
+    row = await conn.fetch_one(SELECT_BY_ID, {"id": user_id})
+    return None if row is None else _user(row)
 
 
 async def get_with_session(
-    conn: aiosqlite.Connection, *, user_id: int, session_id: str, now: float
+    conn: Connection, *, user_id: int, session_id: str, now: float
 ) -> tuple[User, bool] | None:
     """The user with `user_id` and whether his session `session_id` is open; None if no user."""
-    rows = await conn.execute_fetchall(
+    row = await conn.fetch_one(
         SELECT_WITH_SESSION, {"id": user_id, "session_id": session_id, "now": now}
     )
-    row = next(iter(rows), None)
     return None if row is None else (_user(row), bool(row["session_open"]))
 
 
-async def get_by_username(conn: aiosqlite.Connection, *, username: str) -> User | None:
+async def get_by_username(conn: Connection, *, username: str) -> User | None:
     """The user whose username equals `username` ignoring case, or None."""
-    rows = await conn.execute_fetchall(SELECT_BY_USERNAME, {"username": username})
-    return _user(next(iter(rows))) if rows else None
+    matches = equals_ignoring_case(conn.dialect, "username", "username")
+    row = await conn.fetch_one(
+        f"SELECT {_COLUMNS} FROM users WHERE {matches}", {"username": username}
+    )
+    return None if row is None else _user(row)
 
 
-async def list_users(conn: aiosqlite.Connection, *, skip: int, limit: int) -> UserPage:
+async def list_users(conn: Connection, *, skip: int, limit: int) -> UserPage:
     """A page of users ordered by id, and how many there are."""
-    rows = await conn.execute_fetchall(SELECT_PAGE, {"skip": skip, "limit": limit})
-    count = await conn.execute_fetchall(COUNT_USERS)
-    return UserPage(items=[_user(row) for row in rows], count=next(iter(count))[0])
+    rows = await conn.fetch_all(SELECT_PAGE, {"skip": skip, "limit": limit})
+    count = await conn.fetch_one(COUNT_USERS)
+    return UserPage(items=[_user(row) for row in rows], count=int(count[0]) if count else 0)
 
 
 async def create_user(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     username: str,
     hashed_password: str,
@@ -137,15 +136,14 @@ async def create_user(
         "now": utc_now(),
     }
     try:
-        rows = await conn.execute_fetchall(INSERT_USER, params)
-    except sqlite3.IntegrityError as error:
-        _raise_if_username_taken(error, username)
-        raise
-    return _user(next(iter(rows)))
+        row = await conn.fetch_one(INSERT_USER, params)
+    except UniqueViolation as error:  # the only UNIQUE among the columns written
+        raise UsernameTaken(username) from error
+    return _user(returned(row))
 
 
 async def update_user(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     current: User,
     changes: Mapping[str, object],
@@ -160,43 +158,36 @@ async def update_user(
         "now": utc_now(),
     }
     try:
-        rows = await conn.execute_fetchall(UPDATE_USER, params)
-    except sqlite3.IntegrityError as error:
-        _raise_if_username_taken(error, str(merged["username"]))
-        raise
-    return _user(next(iter(rows)))
+        row = await conn.fetch_one(UPDATE_USER, params)
+    except UniqueViolation as error:
+        raise UsernameTaken(str(merged["username"])) from error
+    return _user(returned(row))
 
 
 async def replace_password_hash(
-    conn: aiosqlite.Connection, *, user_id: int, old_hash: str, new_hash: str
+    conn: Connection, *, user_id: int, old_hash: str, new_hash: str
 ) -> None:
     """Store a re-hash of the same password (new parameters); tokens stay valid.
 
     Only if the stored hash is still `old_hash`: a password changed meanwhile wins.
     """
-    await conn.execute_fetchall(
+    await conn.execute(
         UPDATE_PASSWORD_HASH, {"id": user_id, "old_hash": old_hash, "new_hash": new_hash}
     )
 
 
-async def delete_user(conn: aiosqlite.Connection, *, user_id: int) -> bool:
+async def delete_user(conn: Connection, *, user_id: int) -> bool:
     """Delete the user; False if there was none."""
-    return await rows_changed(conn, DELETE_USER, {"id": user_id}) > 0
+    return await conn.execute(DELETE_USER, {"id": user_id}) > 0
 
 
-async def count_other_active_superusers(conn: aiosqlite.Connection, *, user_id: int) -> int:
+async def count_other_active_superusers(conn: Connection, *, user_id: int) -> int:
     """How many active superusers there are besides `user_id`."""
-    rows = await conn.execute_fetchall(COUNT_OTHER_ACTIVE_SUPERUSERS, {"id": user_id})
-    return int(next(iter(rows))[0])
+    row = await conn.fetch_one(COUNT_OTHER_ACTIVE_SUPERUSERS, {"id": user_id})
+    return int(returned(row)[0])
 
 
-def _raise_if_username_taken(error: sqlite3.IntegrityError, username: str) -> None:
-    # Other integrity errors (a CHECK) are bugs upstream, not a taken name.
-    if "UNIQUE" in str(error):
-        raise UsernameTaken(username) from error
-
-
-def _user(row: sqlite3.Row) -> User:
+def _user(row: Row) -> User:
     return User(
         id=row["id"],
         username=row["username"],

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
-import aiosqlite
 from aiohttp import web
 from aiohttp_apispec import docs, form_schema, request_schema, response_schema
 from loguru import logger
 
 from service import keys, tokens
 from service.auth import Access, current_session, current_user, requires
+from service.db import Connection
 from service.errors import ApiError, BadRequest, Unauthorized
 from service.openapi import error_responses
 from service.queries import login_failures, sessions, users
@@ -29,7 +30,6 @@ from service.validation import accepts_form_too
 
 routes = web.RouteTableDef()
 
-_MAX_KEY_CHARS = 128  # throttling key: longer usernames cannot exist anyway
 _MAX_USER_AGENT = 256
 
 
@@ -49,7 +49,7 @@ _MAX_USER_AGENT = 256
 async def login_access_token(request: web.Request) -> web.Response:
     form = request["form"]
     username, password = form["username"], form["password"]
-    throttle_key = {"username": username.lower()[:_MAX_KEY_CHARS], "client": request.remote or ""}
+    throttle_key = {"username": _throttled_name(username), "client": request.remote or ""}
     async with request.app[keys.DATABASE].read() as conn:
         _refuse_if_locked(await _seconds_locked(request, conn, throttle_key))  # spare the hash
     user = await _authenticate(request, username, password)
@@ -92,9 +92,7 @@ async def _settle_attempt(
         raise Unauthorized("incorrect_login") from None
 
 
-async def _open_session(
-    request: web.Request, conn: aiosqlite.Connection, user: User
-) -> tuple[str, str]:
+async def _open_session(request: web.Request, conn: Connection, user: User) -> tuple[str, str]:
     session_id, refresh_token = tokens.new_session_id(), tokens.new_refresh_token()
     await sessions.create_session(
         conn,
@@ -145,9 +143,7 @@ async def refresh(request: web.Request) -> web.Response:
     return _token_response(request, user, session.id, new_token)
 
 
-async def _end_session_if_replayed(
-    request: web.Request, conn: aiosqlite.Connection, token_hash: str
-) -> None:
+async def _end_session_if_replayed(request: web.Request, conn: Connection, token_hash: str) -> None:
     """A spent refresh token presented again means theft: end its session for everyone."""
     replayed = await sessions.session_of_spent_token(conn, token_hash=token_hash)
     if replayed is not None:
@@ -212,8 +208,10 @@ def _refresh_expiry(request: web.Request) -> float:
 
 async def _authenticate(request: web.Request, username: str, password: str) -> User | None:
     """The user if the password matches; upgrades a hash made with stale parameters."""
-    async with request.app[keys.DATABASE].read() as conn:
-        user = await users.get_by_username(conn, username=username)
+    user = None
+    if username_problem(username) is None:  # anything else names no one: spare the query
+        async with request.app[keys.DATABASE].read() as conn:
+            user = await users.get_by_username(conn, username=username)
     hashed = user.hashed_password if user is not None else None
     matches, new_hash = await request.app[keys.PASSWORDS].verify(password, hashed)
     if user is None or not matches:
@@ -226,8 +224,19 @@ async def _authenticate(request: web.Request, username: str, password: str) -> U
     return user
 
 
+def _throttled_name(username: str) -> str:
+    """The name failures are counted under: a username in lower case, anything else hashed.
+
+    Not a username may be a password typed into the wrong field, which must not be stored,
+    or hold a NUL, which PostgreSQL cannot store; `#` keeps hashes apart from usernames.
+    """
+    if username_problem(username) is None:
+        return username.lower()
+    return "#" + hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 async def _seconds_locked(
-    request: web.Request, conn: aiosqlite.Connection, throttle_key: dict[str, str]
+    request: web.Request, conn: Connection, throttle_key: dict[str, str]
 ) -> float:
     settings = request.app[keys.SETTINGS]
     return await login_failures.seconds_locked(
@@ -240,7 +249,7 @@ async def _seconds_locked(
 
 
 async def _record_failure(
-    request: web.Request, conn: aiosqlite.Connection, throttle_key: dict[str, str]
+    request: web.Request, conn: Connection, throttle_key: dict[str, str]
 ) -> None:
     window = request.app[keys.SETTINGS].login_failure_window_seconds
     await login_failures.record_failure(conn, **throttle_key, now=time.time(), window=window)

@@ -104,7 +104,7 @@ async def get_product(request: web.Request) -> web.StreamResponse:
 @requires(Access.PRODUCT_WRITE)
 async def create_product(request: web.Request) -> web.Response:
     data = request["data"]
-    async with request.app[keys.DATABASE].single_statement() as conn:
+    async with request.app[keys.DATABASE].transaction() as conn:
         product = await products.create_product(conn, **data)
     return _product_response(product, status=201, location=f"/products/{product.id}")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, request_schema, response_schema
 
 from service import keys
 from service.auth import Access, current_session, current_user, requires
+from service.db import Connection
 from service.errors import BadRequest, Conflict, Forbidden, NotFound, RequestValidationError
 from service.ids import parse_id
 from service.openapi import error_responses
@@ -270,7 +270,7 @@ async def _create(request: web.Request, data: dict[str, Any]) -> User:
 
 
 async def _update(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     user_id: int,
     changes: dict[str, Any],
     *,
@@ -299,9 +299,7 @@ async def _update(
     return updated
 
 
-async def _keep_a_superuser(
-    conn: aiosqlite.Connection, target: User, changes: dict[str, Any]
-) -> None:
+async def _keep_a_superuser(conn: Connection, target: User, changes: dict[str, Any]) -> None:
     """409 if the change would leave no active superuser."""
     stays = changes.get("is_superuser", target.is_superuser) and changes.get(
         "is_active", target.is_active

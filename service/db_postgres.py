@@ -1,0 +1,182 @@
+"""PostgreSQL through an asyncpg connection pool, with the guarantees of service.db.
+
+Units of work never interleave, on one node or across many: each transaction first takes
+one transaction-scoped advisory lock, so writers run one at a time as on SQLite, and every
+check-then-write (the last active superuser, the login throttle, refresh-token rotation,
+If-Match) holds without row locks or SERIALIZABLE retries. The lock is released by COMMIT
+or ROLLBACK, and by the server if a node dies. Reads take no lock and scale across nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+from service.db import (
+    DatabaseError,
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    IntegrityError,
+    Params,
+    Row,
+    UndefinedTable,
+    UniqueViolation,
+)
+from service.dialect import Dialect, numbered_placeholders, positional
+
+if TYPE_CHECKING:  # generic only in the stubs
+    from asyncpg.pool import PoolConnectionProxy
+
+    Pooled: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+# pg_advisory_xact_lock's key for "a unit of work is running"; any fixed bigint would do.
+WRITE_LOCK_KEY = 0x5E_ED_0001
+BEGIN_UNIT_OF_WORK = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+# Errors that say the server is gone or unreachable, not that a statement was wrong.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+)
+
+
+class PostgresConnection:
+    """An asyncpg connection behind the engine-neutral Connection interface."""
+
+    dialect = Dialect.POSTGRESQL
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Pooled) -> None:
+        self.raw = raw
+
+    async def fetch_all(self, sql: str, params: Params | None = None) -> Sequence[Row]:
+        text, names = numbered_placeholders(sql)
+        with _translate_errors():
+            rows: Sequence[Row] = await self.raw.fetch(text, *positional(names, params or {}))
+        return rows
+
+    async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
+        text, names = numbered_placeholders(sql)
+        with _translate_errors():
+            row: Row | None = await self.raw.fetchrow(text, *positional(names, params or {}))
+        return row
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        text, names = numbered_placeholders(sql)
+        with _translate_errors():
+            status: str = await self.raw.execute(text, *positional(names, params or {}))
+        # The command tag: "INSERT 0 3", "UPDATE 2", "DELETE 0".
+        return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresDatabase:
+    """The database on a PostgreSQL server: `transaction()` for writes, `read()` for reads."""
+
+    dialect = Dialect.POSTGRESQL
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
+        """Connect a pool of up to `pool_size` connections to the server at `url`."""
+        with _translate_errors():
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                reset=_reset,
+            )
+        return cls(pool)
+
+    async def close(self) -> None:
+        """Wait for the connections lent out to come back, then close them all."""
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresConnection]:
+        """One unit of work, alone among all nodes' units of work (see the module)."""
+        raw = await self._acquire()
+        try:
+            await raw.execute(BEGIN_UNIT_OF_WORK)
+            yield PostgresConnection(raw)
+        except BaseException:
+            await asyncio.shield(self._end(raw, "ROLLBACK", quietly=True))
+            raise
+        # Shielded with the release: a cancelled request neither leaves the transaction
+        # open nor hands the connection back to the pool while COMMIT is in flight.
+        await asyncio.shield(self._end(raw, "COMMIT"))
+
+    @asynccontextmanager
+    async def read(self, *, snapshot: bool = False) -> AsyncIterator[PostgresConnection]:
+        """A pooled connection; with `snapshot`, all statements see one consistent state."""
+        raw = await self._acquire()
+        if not snapshot:
+            try:
+                yield PostgresConnection(raw)
+            finally:
+                await asyncio.shield(self._pool.release(raw))
+            return
+        try:
+            await raw.execute(BEGIN_SNAPSHOT)
+            yield PostgresConnection(raw)
+        finally:
+            await asyncio.shield(self._end(raw, "ROLLBACK", quietly=True))
+
+    async def _acquire(self) -> Pooled:
+        with _translate_errors():
+            raw: Pooled = await self._pool.acquire()
+        return raw
+
+    async def _end(self, raw: Pooled, statement: str, *, quietly: bool = False) -> None:
+        """COMMIT or ROLLBACK, then give the connection back (closed by the pool if broken)."""
+        try:
+            with _translate_errors():
+                await raw.execute(statement)
+        except DatabaseError:
+            if not quietly:
+                raise
+        finally:
+            await self._pool.release(raw)
+
+
+async def _reset(raw: asyncpg.Connection) -> None:
+    """The pool's reset on release: only end a transaction left open.
+
+    asyncpg's default also runs `RESET ALL; UNLISTEN *; ...`, a round trip per request,
+    for session state this service never sets.
+    """
+    if raw.is_in_transaction():
+        await raw.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError as error:
+        raise UniqueViolation(str(error)) from error
+    except asyncpg.ForeignKeyViolationError as error:
+        raise ForeignKeyViolation(str(error)) from error
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise IntegrityError(str(error)) from error
+    except asyncpg.UndefinedTableError as error:
+        raise UndefinedTable(str(error)) from error
+    except _UNAVAILABLE as error:
+        raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
+    except asyncpg.PostgresError as error:
+        raise DatabaseError(str(error)) from error

@@ -1,0 +1,67 @@
+"""The few places where SQLite's SQL and PostgreSQL's differ, kept together and tested.
+
+The query modules write every statement once, with `:name` placeholders, in the SQL both
+engines share. What differs is here: the placeholder style asyncpg needs, matching a
+username ignoring case, and finding a substring. The DDL differs too (identity columns,
+booleans, collations); it lives in each engine's own migration files, `sql/<engine>/`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+
+class Dialect(enum.StrEnum):
+    """A database engine the service runs on; the value is its URL scheme."""
+
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+# `:name`, but not the second colon of a PostgreSQL cast (`::text`); none of our SQL has
+# string literals with colons, and test_dialect.py checks every statement we ship.
+_NAMED_PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=512)
+def numbered_placeholders(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`:name` placeholders as PostgreSQL's `$1, $2, ...`, and the names in number order.
+
+    A name used twice gets one number, so a value is sent once. Cached: the query modules
+    send a few dozen distinct statements, so each is converted once per process.
+    """
+    names: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${names.setdefault(match.group(1), len(names) + 1)}"
+
+    return _NAMED_PLACEHOLDER.sub(number, sql), tuple(names)
+
+
+def positional(names: Sequence[str], params: Mapping[str, object]) -> list[object]:
+    """The values of `params` in the order of `names`; a missing name is a KeyError."""
+    return [params[name] for name in names]
+
+
+def equals_ignoring_case(dialect: Dialect, column: str, param: str) -> str:
+    """A condition: `column` equals the parameter `param`, ignoring ASCII case.
+
+    SQLite declares the column COLLATE NOCASE, so plain `=` ignores case and uses the
+    unique index; PostgreSQL's unique index is on lower(column), which this matches.
+    """
+    if dialect is Dialect.POSTGRESQL:
+        return f"lower({column}) = lower(:{param})"
+    return f"{column} = :{param}"
+
+
+def contains(dialect: Dialect, column: str, param: str) -> str:
+    """A condition: the text in `column` contains the parameter `param` literally.
+
+    Not LIKE: `%` and `_` in a search must match themselves.
+    """
+    if dialect is Dialect.POSTGRESQL:
+        return f"strpos({column}, :{param}) > 0"
+    return f"instr({column}, :{param}) > 0"

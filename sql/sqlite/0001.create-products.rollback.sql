@@ -1,0 +1,3 @@
+DROP INDEX products_by_price;
+DROP INDEX products_by_name;
+DROP TABLE products;

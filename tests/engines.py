@@ -1,0 +1,102 @@
+"""The database engines the suite runs on, and a PostgreSQL database of its own per test.
+
+TEST_ENGINE picks one per run: `sqlite` (the default, what `make test` runs) or
+`postgresql` (`make test-postgresql`); the fixtures hand every test the engine's database.
+On PostgreSQL each test that needs a database gets a new one on the server named by
+TEST_POSTGRES_URL, created from a template migrated once per session, and dropped after
+the test (or, with `keep`, after the session: for module-scoped servers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import psycopg2.extensions
+
+from service import migrations
+from service.dialect import Dialect
+
+ENGINE = Dialect(os.environ.get("TEST_ENGINE", "sqlite").strip() or "sqlite")
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_PREFIX = f"svc_test_{os.getpid()}_"
+
+_created: list[str] = []
+_kept: list[str] = []
+_template: str | None = None
+
+
+def url_of(name: str) -> str:
+    """The URL of database `name` on the test server."""
+    return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
+
+
+def is_postgres() -> bool:
+    return ENGINE is Dialect.POSTGRESQL
+
+
+def database_for(tmp_path: Path, *, migrated: bool = False, keep: bool = False) -> str:
+    """The URL of the PostgreSQL database of `tmp_path`'s test, created at the first call."""
+    name = _PREFIX + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
+    if name not in _created and name not in _kept:
+        template = _migrated_template() if migrated else "template0"
+        _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        (_kept if keep else _created).append(name)
+    elif migrated:
+        migrations.apply_pending(url_of(name))
+    return url_of(name)
+
+
+def drop_test_databases() -> None:
+    """Drop the databases this test created (a server process still connected is cut)."""
+    while _created:
+        _admin(f'DROP DATABASE IF EXISTS "{_created.pop()}" WITH (FORCE)')
+
+
+def drop_session_databases() -> None:
+    """Drop the kept databases and the template, once the session is over."""
+    global _template
+    if _template is not None:
+        _kept.append(_template)
+        _template = None
+    while _kept:
+        _admin(f'DROP DATABASE IF EXISTS "{_kept.pop()}" WITH (FORCE)')
+
+
+def rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows straight from a PostgreSQL database; `?` placeholders, as for sqlite3."""
+    with contextlib.closing(psycopg2.connect(url)) as conn, conn.cursor() as cursor:
+        cursor.execute(sql.replace("?", "%s"), params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def _migrated_template() -> str:
+    global _template
+    if _template is None:
+        name = _PREFIX + "template"
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        migrations.apply_pending(url_of(name))
+        _template = name
+    return _template
+
+
+def _admin(statement: str) -> None:
+    with _admin_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(statement)
+
+
+@contextlib.contextmanager
+def _admin_connection() -> Iterator[psycopg2.extensions.connection]:
+    conn = psycopg2.connect(ADMIN_URL)
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    try:
+        yield conn
+    finally:
+        conn.close()
