@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 from loguru import logger
 
 from service import create_superuser, migrations, tokens, workers
@@ -64,8 +66,10 @@ def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
 
 def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     """Serve until SIGINT/SIGTERM; migrations must already be applied."""
+    app = create_app(settings)
+    app.on_startup.append(_stop_gracefully_on_signals)
     web.run_app(
-        create_app(settings),
+        app,
         loop=_new_event_loop(settings.event_loop),
         host=settings.host,
         port=settings.port,
@@ -78,8 +82,35 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         keepalive_timeout=settings.request_timeout_seconds,
         lingering_time=LINGERING_SECONDS,
         reuse_port=reuse_port or None,
+        handle_signals=False,  # _stop_gracefully_on_signals does it, once
     )
     return 0
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _stop_gracefully_on_signals(app: web.Application) -> None:
+    """on_startup: the first SIGINT/SIGTERM begins the graceful stop; repeats are ignored.
+
+    aiohttp's own handlers (handle_signals=True) stay installed during the stop, so a second
+    signal (systemd's KillMode=control-group sends one to every process of the unit, and a
+    --workers parent passes its own on; a second Ctrl-C) raises GracefulExit again in the
+    middle of the cleanup: in-flight requests are cancelled and the cleanup can hang.
+    """
+    loop = asyncio.get_running_loop()
+
+    def ignore(signum: signal.Signals) -> None:
+        logger.warning(f"{signum.name} again while stopping: ignored")
+
+    def begin_stop(signum: signal.Signals) -> None:
+        for each in STOP_SIGNALS:  # before anything else: no window for a repeat
+            loop.add_signal_handler(each, ignore, each)
+        logger.info(f"{signum.name}: stopping gracefully")
+        raise GracefulExit  # what aiohttp's own handler raises: run_app then cleans up
+
+    for each in STOP_SIGNALS:
+        loop.add_signal_handler(each, begin_stop, each)
 
 
 def _new_event_loop(choice: EventLoop) -> asyncio.AbstractEventLoop:
