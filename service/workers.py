@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -49,10 +50,11 @@ def supervise(settings: Settings, workers: int, run_py: Path) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    parent = os.getpid()
     for number in range(1, workers + 1):
         if stopping:  # told to stop while starting: start no more
             break
-        processes.append(_start_worker(settings, number, run_py))
+        processes.append(_start_worker(settings, number, run_py, parent))
     if stopping:
         # The signal may have come while the last worker was being started, after its fork
         # but before it was in the list that the handler signalled.
@@ -83,7 +85,9 @@ def _stop_all(processes: list[subprocess.Popen[bytes]], signalled: set[int]) -> 
             process.send_signal(signal.SIGTERM)
 
 
-def _start_worker(settings: Settings, number: int, run_py: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    settings: Settings, number: int, run_py: Path, parent: int
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "LOG_FILE": str(worker_log_file(settings.log_file, number)),
@@ -98,14 +102,21 @@ def _start_worker(settings: Settings, number: int, run_py: Path) -> subprocess.P
         command,
         env=env,
         start_new_session=True,
-        preexec_fn=_stop_when_parent_dies,
+        preexec_fn=functools.partial(_stop_when_parent_dies, parent),
     )
 
 
-def _stop_when_parent_dies() -> None:
-    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (no orphans)."""
+def _stop_when_parent_dies(parent: int) -> None:
+    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (no orphans).
+
+    Runs in the child between fork and exec. The death signal only covers a parent that
+    dies after prctl: one that died since the fork has already left this child to init, so
+    the child checks and, orphaned, exits at once.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _wait(process: subprocess.Popen[bytes], deadline: float) -> int:

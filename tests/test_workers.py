@@ -268,3 +268,52 @@ def test_sigterm_to_every_process_at_once_then_again_stops_gracefully_with_0(
         assert "SIGTERM: stopping gracefully" in log, log
         assert "Traceback" not in log
     assert "Traceback" not in output
+
+
+# A worker whose parent dies between the fork and the worker's prctl(PR_SET_PDEATHSIG): the
+# death signal never comes, so only a check after prctl keeps it from running on as an
+# orphan. The supervisor's prctl is stretched to 1 s so that the test can kill it there.
+ORPHAN = """
+import ctypes, os, sys, time
+from pathlib import Path
+from service import workers
+from service.settings import Settings
+
+real_cdll = ctypes.CDLL
+
+class SlowLibc:
+    def __init__(self, *args, **kwargs):
+        self._libc = real_cdll(*args, **kwargs)
+
+    def prctl(self, *args):
+        Path(sys.argv[1]).write_text(str(os.getpid()))  # in the worker, before its exec
+        time.sleep(1)  # the parent is killed meanwhile
+        return self._libc.prctl(*args)
+
+ctypes.CDLL = SlowLibc
+workers.supervise(Settings(), 1, Path(sys.argv[2]))
+"""
+
+
+def test_a_worker_whose_parent_died_before_its_prctl_exits_at_once(tmp_path: Path) -> None:
+    pid_file, worker = tmp_path / "worker.pid", tmp_path / "worker.py"
+    worker.write_text("import time\ntime.sleep(60)\n")  # what an orphaned worker would do
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN, str(pid_file), str(worker)],
+        cwd=REPO_ROOT,
+        env=environment(tmp_path),
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.02)
+        child = int(pid_file.read_text())
+    finally:
+        parent.kill()
+        parent.wait()
+    try:
+        wait_gone([child], 5)
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
