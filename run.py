@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 from loguru import logger
 
-from service import create_superuser, migrations, tokens, workers
+from service import create_superuser, keepalive, migrations, tokens, workers
 from service.app import create_app
 from service.settings import EventLoop, Settings, SettingsError
 
@@ -68,6 +68,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     """Serve until SIGINT/SIGTERM; migrations must already be applied."""
     app = create_app(settings)
     app.on_startup.append(_stop_gracefully_on_signals)
+    keepalive.install()
     web.run_app(
         app,
         loop=_new_event_loop(settings.event_loop),
@@ -76,10 +77,10 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         access_log=None,  # our middleware writes the one line per request
         print=lambda message: logger.info(" ".join(message.replace("=", " ").split())),
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        # aiohttp has no timeout for reading headers: its keep-alive timer, armed when the
-        # connection opens and after each response, is what cuts off a client that trickles
-        # its headers or sends nothing, so it gets the same bound as a whole request.
-        keepalive_timeout=settings.request_timeout_seconds,
+        # Idle connections live KEEPALIVE_TIMEOUT_SECONDS; a request head, once its first
+        # byte is in, gets REQUEST_TIMEOUT_SECONDS (service/keepalive.py says why and how).
+        keepalive_timeout=settings.keepalive_timeout_seconds,
+        head_timeout=settings.request_timeout_seconds,
         lingering_time=LINGERING_SECONDS,
         reuse_port=reuse_port or None,
         handle_signals=False,  # _stop_gracefully_on_signals does it, once
