@@ -19,9 +19,15 @@ from service.app import create_app
 from service.settings import EventLoop, Settings, SettingsError
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
-# After an early answer (408, 413) to a body still arriving, aiohttp reads and discards the
-# rest for this long before closing (closing at once could reset the answer away).
-LINGERING_SECONDS = 1.0
+# After an early answer (413, 408) to a body still arriving, aiohttp reads and discards the
+# rest, for at most this long, before it closes the connection: closing with unread bytes
+# resets it, and a client still sending then fails in its send and never reads the answer.
+# An upload over MAX_BODY_BYTES at a link's full speed needs the time its body takes (1 s
+# was too short for a few MiB on a modest uplink); 10 s is aiohttp's own default. A client
+# trickling its body lingers just as long, so the time is capped by the request timeout
+# (see `lingering_seconds`): the connection of a 408 closes within REQUEST_TIMEOUT_SECONDS
+# of the answer, and a slow client is gone within twice that, whatever the operator chose.
+LINGERING_SECONDS = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,11 +87,16 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         # byte is in, gets REQUEST_TIMEOUT_SECONDS (service/keepalive.py says why and how).
         keepalive_timeout=settings.keepalive_timeout_seconds,
         head_timeout=settings.request_timeout_seconds,
-        lingering_time=LINGERING_SECONDS,
+        lingering_time=lingering_seconds(settings),
         reuse_port=reuse_port or None,
         handle_signals=False,  # _stop_gracefully_on_signals does it, once
     )
     return 0
+
+
+def lingering_seconds(settings: Settings) -> float:
+    """How long to drain a body after an early answer: LINGERING_SECONDS, at most the timeout."""
+    return min(LINGERING_SECONDS, settings.request_timeout_seconds)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

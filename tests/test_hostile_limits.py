@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,36 @@ def test_a_body_over_max_body_bytes_is_413_problem_json(tmp_path: Path) -> None:
             assert response.is_problem
 
         assert product_names(server) == set()
+        assert_still_serving(server)
+
+
+def test_a_large_upload_over_max_body_bytes_reads_its_413_without_a_reset(
+    tmp_path: Path,
+) -> None:
+    # A client sending a big body at the speed of its link (here 6 MiB at ~2.5 MiB/s, not
+    # a trickle) is answered 413 from the headers alone, but is still sending. Closed
+    # before the body is in, the connection resets: the client's send fails, and most
+    # clients then never read the answer. The server must read and drop the rest for long
+    # enough (lingering) and close only then.
+    with serving(tmp_path, MAX_BODY_BYTES=str(MAX_BODY)) as server:
+        piece, pieces = b"x" * 65536, 96
+        head = http_request("POST", "/products/", headers=JSON, content_length=len(piece) * pieces)
+        with connect(server.port, timeout=15) as sock:
+            sock.sendall(head)
+            began = time.monotonic()
+            sent = 0
+            try:
+                for _ in range(pieces):
+                    sock.sendall(piece)
+                    sent += 1
+                    time.sleep(0.025)
+            except (BrokenPipeError, ConnectionResetError) as error:
+                elapsed = time.monotonic() - began
+                pytest.fail(f"reset after {elapsed:.2f} s and {sent} of {pieces} pieces: {error!r}")
+            response = assert_refused(read_response(sock), 413)
+        print(f"{pieces} pieces sent in {time.monotonic() - began:.2f} s, then read the 413")
+        assert response.is_problem, response.headers
+        assert response.json()["status"] == 413
         assert_still_serving(server)
 
 
