@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -230,3 +231,46 @@ def test_requests_refused_by_the_http_parser_get_problem_json_too(tmp_path: Path
     for text in (log, output):
         assert "bbbbbbbb" not in text and "uuuuuuuu" not in text and "XXXXXXXX" not in text
         assert "Error handling request" not in text
+
+
+# The first bytes of a TLS 1.2 ClientHello: what a browser sends to https://host:8000/.
+TLS_HELLO = bytes.fromhex("160301012c01000128030335ad7c0a") + bytes(range(32)) + b"\x00" * 64
+
+
+def test_refusals_by_the_http_parser_carry_the_timing_and_request_id_headers(
+    tmp_path: Path,
+) -> None:
+    # The contract: every response carries X-Process-Time-ms and X-Request-ID.
+    with serving(tmp_path) as server:
+        for case, request in {**OVERSIZED_HEADS, "TLS hello": TLS_HELLO}.items():
+            response = assert_refused(raw_exchange(server.port, request), 400, 413, 414, 431)
+            assert response.is_problem, case
+            assert re.fullmatch(r"\d+\.\d{2}", response.headers.get("x-process-time-ms", "")), (
+                case,
+                response.headers,
+            )
+            assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"]), case
+
+
+def test_non_http_first_bytes_are_answered_problem_json_and_logged_at_debug_only(
+    tmp_path: Path,
+) -> None:
+    # A TLS ClientHello on the plain port, or a scanner's probe, as a connection's first
+    # bytes is everyday noise on the internet: a warning for each would bury the ones that
+    # matter. A broken request later on a connection is still a warning.
+    with serving(tmp_path, LOG_LEVEL="DEBUG") as server:
+        response = assert_refused(raw_exchange(server.port, TLS_HELLO), 400)
+        assert response.is_problem
+        with connect(server.port) as sock:
+            sock.sendall(http_request("GET", "/health"))
+            first = read_response(sock)
+            sock.sendall(b"GE\x01T / HTTP/1.1\r\n\r\n")  # the second request on it
+            second = read_response(sock)
+        assert first is not None and first.status == 200
+        assert_refused(second, 400)
+        log = server.log()
+    refusals = [line for line in log.splitlines() if "Refused a request" in line]
+    assert len(refusals) == 2, refusals
+    tls, later = refusals
+    assert "| DEBUG    |" in tls, tls
+    assert "| WARNING  |" in later, later
