@@ -246,20 +246,25 @@ def test_sigterm_to_every_process_at_once_then_again_stops_gracefully_with_0(
             server, "POST", "/users/signup", {"username": "cgroup", "password": PASSWORD}
         )
         assert status == 201, body
-        with ThreadPoolExecutor(16) as pool:
-            logins = [pool.submit(login_status, server, "cgroup") for _ in range(16)]
-            time.sleep(0.3)
-            for pid in [server.process.pid, *pids]:
-                os.kill(pid, signal.SIGTERM)
-            time.sleep(0.1)
-            server.process.send_signal(signal.SIGTERM)
-            server.process.send_signal(signal.SIGINT)
-            statuses = [future.result() for future in logins]
         try:
-            code = server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the parent did not stop:\n{server.stderr()}")
-        wait_gone(pids, 5)
+            with ThreadPoolExecutor(16) as pool:
+                logins = [pool.submit(login_status, server, "cgroup") for _ in range(16)]
+                time.sleep(0.3)
+                for pid in [server.process.pid, *pids]:
+                    os.kill(pid, signal.SIGTERM)
+                time.sleep(0.1)
+                server.process.send_signal(signal.SIGTERM)
+                server.process.send_signal(signal.SIGINT)
+                statuses = [future.result() for future in logins]
+            try:
+                code = server.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the parent did not stop:\n{server.stderr()}")
+            wait_gone(pids, 5)
+        finally:  # a worker hung in its cleanup would outlive its parent
+            for pid in pids:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
         output = server.stderr()
     assert code == 0, output
     assert statuses == [200] * 16, statuses  # requests in flight finished
