@@ -6,20 +6,28 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 from loguru import logger
 
-from service import create_superuser, migrations, tokens, workers
+from service import create_superuser, keepalive, migrations, tokens, workers
 from service.app import create_app
 from service.settings import EventLoop, Settings, SettingsError, redacted_url
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
-# After an early answer (408, 413) to a body still arriving, aiohttp reads and discards the
-# rest for this long before closing (closing at once could reset the answer away).
-LINGERING_SECONDS = 1.0
+# After an early answer (413, 408) to a body still arriving, aiohttp reads and discards the
+# rest, for at most this long, before it closes the connection: closing with unread bytes
+# resets it, and a client still sending then fails in its send and never reads the answer.
+# An upload over MAX_BODY_BYTES at a link's full speed needs the time its body takes (1 s
+# was too short for a few MiB on a modest uplink); 10 s is aiohttp's own default. A client
+# trickling its body lingers just as long, so the time is capped by the request timeout
+# (see `lingering_seconds`): the connection of a 408 closes within REQUEST_TIMEOUT_SECONDS
+# of the answer, and a slow client is gone within twice that, whatever the operator chose.
+LINGERING_SECONDS = 10.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,22 +77,57 @@ def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
 
 def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     """Serve until SIGINT/SIGTERM; migrations must already be applied."""
+    app = create_app(settings)
+    app.on_startup.append(_stop_gracefully_on_signals)
+    keepalive.install()
     web.run_app(
-        create_app(settings),
+        app,
         loop=_new_event_loop(settings.event_loop),
         host=settings.host,
         port=settings.port,
         access_log=None,  # our middleware writes the one line per request
         print=lambda message: logger.info(" ".join(message.replace("=", " ").split())),
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        # aiohttp has no timeout for reading headers: its keep-alive timer, armed when the
-        # connection opens and after each response, is what cuts off a client that trickles
-        # its headers or sends nothing, so it gets the same bound as a whole request.
-        keepalive_timeout=settings.request_timeout_seconds,
-        lingering_time=LINGERING_SECONDS,
+        # Idle connections live KEEPALIVE_TIMEOUT_SECONDS; a request head, once its first
+        # byte is in, gets REQUEST_TIMEOUT_SECONDS (service/keepalive.py says why and how).
+        keepalive_timeout=settings.keepalive_timeout_seconds,
+        head_timeout=settings.request_timeout_seconds,
+        lingering_time=lingering_seconds(settings),
         reuse_port=reuse_port or None,
+        handle_signals=False,  # _stop_gracefully_on_signals does it, once
     )
     return 0
+
+
+def lingering_seconds(settings: Settings) -> float:
+    """How long to drain a body after an early answer: LINGERING_SECONDS, at most the timeout."""
+    return min(LINGERING_SECONDS, settings.request_timeout_seconds)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def _stop_gracefully_on_signals(app: web.Application) -> None:
+    """on_startup: the first SIGINT/SIGTERM begins the graceful stop; repeats are ignored.
+
+    aiohttp's own handlers (handle_signals=True) stay installed during the stop, so a second
+    signal (systemd's KillMode=control-group sends one to every process of the unit, and a
+    --workers parent passes its own on; a second Ctrl-C) raises GracefulExit again in the
+    middle of the cleanup: in-flight requests are cancelled and the cleanup can hang.
+    """
+    loop = asyncio.get_running_loop()
+
+    def ignore(signum: signal.Signals) -> None:
+        logger.warning(f"{signum.name} again while stopping: ignored")
+
+    def begin_stop(signum: signal.Signals) -> None:
+        for each in STOP_SIGNALS:  # before anything else: no window for a repeat
+            loop.add_signal_handler(each, ignore, each)
+        logger.info(f"{signum.name}: stopping gracefully")
+        raise GracefulExit  # what aiohttp's own handler raises: run_app then cleans up
+
+    for each in STOP_SIGNALS:
+        loop.add_signal_handler(each, begin_stop, each)
 
 
 def _new_event_loop(choice: EventLoop) -> asyncio.AbstractEventLoop:

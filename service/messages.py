@@ -118,9 +118,6 @@ FIELD_MESSAGES: Final[dict[str, str]] = {
     "Not a valid email address.": "Неверный адрес электронной почты.",
     "Not a valid list.": "Должно быть списком.",
     "Not a valid mapping type.": "Должно быть объектом.",
-    "Not a valid {obj_type}.": "Неверное значение типа {obj_type}.",
-    "Not a valid {awareness} {obj_type}.": "Неверное значение типа {obj_type} ({awareness}).",
-    '"{input}" cannot be formatted as a {obj_type}.': '"{input}" нельзя записать как {obj_type}.',
     "Special numeric values (nan or infinity) are not permitted.": (
         "Особые числа (nan, infinity) не допускаются."
     ),

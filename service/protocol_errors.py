@@ -11,10 +11,11 @@ document like every other error, and the log line names the refusal without the 
 from __future__ import annotations
 
 import os
+import time
 from http import HTTPStatus
 
 from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 from aiohttp.web_request import BaseRequest
 from loguru import logger
 
@@ -33,6 +34,7 @@ def _handle_error(
     exc: BaseException | None = None,
     message: str | None = None,  # the client's bytes, among other things: never used
 ) -> web.StreamResponse:
+    started = time.perf_counter()
     if request.writer.output_size > 0:  # as aiohttp does: too late for another answer
         raise ConnectionError("the response was already started; cannot send an error")
     request_id = os.urandom(16).hex()
@@ -40,10 +42,21 @@ def _handle_error(
     log = logger.bind(status=status, request_id=request_id, client=request.remote)
     if status >= 500:
         log.opt(exception=exc).error(f"aiohttp could not handle a request: {reason}")
+        error = ApiError("internal_error", status=status)  # our fault: say no more
     else:
-        log.warning(f"Refused a request that could not be parsed: {reason}")
-    response = problem_response(ApiError("unparsable_request", status=status, reason=reason), "en")
+        # Not HTTP at all as a connection's first bytes (a TLS ClientHello on the plain
+        # port, a port scanner) is the internet's background noise: DEBUG, as aiohttp logs
+        # it, so that the warnings stay worth reading. Later on a connection it is a client
+        # that broke its own stream: a warning like any other refusal.
+        first_bytes = self._request_count == 1 and isinstance(exc, BadHttpMethod)
+        (log.debug if first_bytes else log.warning)(
+            f"Refused a request that could not be parsed: {reason}"
+        )
+        error = ApiError("unparsable_request", status=status, reason=reason)
+    response = problem_response(error, "en")
     response.headers["X-Request-ID"] = request_id
+    # As the observe middleware times every other answer (it never sees these).
+    response.headers["X-Process-Time-ms"] = f"{(time.perf_counter() - started) * 1000:.2f}"
     response.force_close()  # aiohttp closes the connection after these in any case
     return response
 
@@ -54,6 +67,8 @@ def _reason(status: int, exc: BaseException | None) -> str:
         return "a line of the request head is too long"
     if isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc.message):
         return "too many headers"
+    if isinstance(exc, BadHttpMethod):
+        return "the request does not start with an HTTP method"
     if isinstance(exc, BadHttpMessage):
         return "the request is not valid HTTP/1.1"
     try:

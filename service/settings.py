@@ -63,6 +63,7 @@ class Settings:
     log_stderr: bool = True
     max_body_bytes: int = 1024 * 1024
     request_timeout_seconds: float = 30.0
+    keepalive_timeout_seconds: float = 75.0  # above common proxies' 60 s upstream keep-alive
     secret_key: str | None = None
     access_token_expire_minutes: int = 60
     refresh_token_expire_days: float = 14.0
@@ -103,6 +104,9 @@ class Settings:
             ),
             request_timeout_seconds=reader.get(
                 "REQUEST_TIMEOUT_SECONDS", _positive_float, defaults.request_timeout_seconds
+            ),
+            keepalive_timeout_seconds=reader.get(
+                "KEEPALIVE_TIMEOUT_SECONDS", _positive_float, defaults.keepalive_timeout_seconds
             ),
             secret_key=reader.get("SECRET_KEY", _secret_key, None, secret=True),
             access_token_expire_minutes=reader.get(

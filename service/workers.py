@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -34,36 +35,59 @@ def worker_log_file(log_file: Path, number: int) -> Path:
 
 def supervise(settings: Settings, workers: int, run_py: Path) -> int:
     """Start `workers` worker processes and wait; the exit code is 0 only after a clean stop."""
+    processes: list[subprocess.Popen[bytes]] = []
+    signalled: set[int] = set()  # pids already sent their one SIGTERM
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
-        stopping = True
-        for process in processes:
-            _signal(process, signal.SIGTERM)
+        # Only the first signal counts. A repeat (systemd's KillMode=control-group signals
+        # every process of the unit, a second Ctrl-C) is not passed on: a worker that is
+        # already shutting down gracefully needs no second SIGTERM.
+        if not stopping:
+            stopping = True
+            _stop_all(processes, signalled)
 
-    processes: list[subprocess.Popen[bytes]] = []
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    parent = os.getpid()
     for number in range(1, workers + 1):
-        processes.append(_start_worker(settings, number, run_py))
-    print(
-        f"serving on http://{settings.host}:{settings.port} with {workers} workers "
-        f"(pids {', '.join(str(p.pid) for p in processes)})",
-        file=sys.stderr,
-    )
-    while all(process.poll() is None for process in processes):
+        if stopping:  # told to stop while starting: start no more
+            break
+        processes.append(_start_worker(settings, number, run_py, parent))
+    if stopping:
+        # The signal may have come while the last worker was being started, after its fork
+        # but before it was in the list that the handler signalled.
+        _stop_all(processes, signalled)
+    else:
+        print(
+            f"serving on http://{settings.host}:{settings.port} with {workers} workers "
+            f"(pids {', '.join(str(p.pid) for p in processes)})",
+            file=sys.stderr,
+        )
+    while not stopping and all(process.poll() is None for process in processes):
         time.sleep(_POLL_SECONDS)
     if not stopping:  # a worker died by itself: stop the rest, and say so
         print("error: a worker exited; stopping the others", file=sys.stderr)
-        for process in processes:
-            _signal(process, signal.SIGTERM)
-    codes = [_wait(process) for process in processes]
+        _stop_all(processes, signalled)
+    # One deadline for all: N workers stopping in parallel take one grace period, not N.
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    codes = [_wait(process, deadline) for process in processes]
     # -SIGTERM: a worker still starting up when told to stop ends by the signal itself.
     return 0 if stopping and all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
 
-def _start_worker(settings: Settings, number: int, run_py: Path) -> subprocess.Popen[bytes]:
+def _stop_all(processes: list[subprocess.Popen[bytes]], signalled: set[int]) -> None:
+    """SIGTERM every running worker that has not had it yet."""
+    for process in list(processes):
+        if process.pid not in signalled and process.poll() is None:
+            signalled.add(process.pid)
+            process.send_signal(signal.SIGTERM)
+
+
+def _start_worker(
+    settings: Settings, number: int, run_py: Path, parent: int
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "LOG_FILE": str(worker_log_file(settings.log_file, number)),
@@ -75,24 +99,29 @@ def _start_worker(settings: Settings, number: int, run_py: Path) -> subprocess.P
     # it into one orderly SIGTERM per worker (a second signal would cut a shutdown short).
     # The parent has no threads here, so preexec_fn is safe.
     return subprocess.Popen(  # noqa: S603
-        command, env=env, start_new_session=True, preexec_fn=_stop_when_parent_dies
+        command,
+        env=env,
+        start_new_session=True,
+        preexec_fn=functools.partial(_stop_when_parent_dies, parent),
     )
 
 
-def _stop_when_parent_dies() -> None:
-    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (no orphans)."""
+def _stop_when_parent_dies(parent: int) -> None:
+    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (no orphans).
+
+    Runs in the child between fork and exec. The death signal only covers a parent that
+    dies after prctl: one that died since the fork has already left this child to init, so
+    the child checks and, orphaned, exits at once.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
-    if process.poll() is None:
-        process.send_signal(signum)
-
-
-def _wait(process: subprocess.Popen[bytes]) -> int:
+def _wait(process: subprocess.Popen[bytes], deadline: float) -> int:
     try:
-        return process.wait(timeout=STOP_GRACE_SECONDS)
+        return process.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()

@@ -31,6 +31,7 @@ from tests.helpers_process import (
     memory_kib,
     p95,
     parallel,
+    read_response,
     serving,
 )
 
@@ -229,6 +230,68 @@ def test_headers_trickled_byte_by_byte_are_cut_off_after_the_request_timeout(
         )
         assert result.closed < 3 * TIMEOUT, result
         assert result.status in (408, None), result
+
+
+def test_an_idle_keep_alive_connection_outlives_the_request_timeout_and_is_reused(
+    tmp_path: Path,
+) -> None:
+    # A reverse proxy keeps idle upstream connections for 60 s or so and reuses them: a
+    # server that closes first makes it send a request into a dead connection.
+    keepalive = 4.0
+    with serving(
+        tmp_path, REQUEST_TIMEOUT_SECONDS=str(TIMEOUT), KEEPALIVE_TIMEOUT_SECONDS=str(keepalive)
+    ) as server:
+        with connect(server.port) as sock:
+            sock.sendall(http_request("GET", "/products/"))
+            first = read_response(sock)
+            assert first is not None and first.status == 200
+
+            time.sleep(2 * TIMEOUT)  # idle for longer than a request may take
+            try:
+                sock.sendall(http_request("GET", "/products/"))
+                second = read_response(sock)
+            except (BrokenPipeError, ConnectionResetError) as error:
+                second = None
+                print(f"reuse after {2 * TIMEOUT:g} s idle: {error!r}")
+            assert second is not None, "closed while idle for less than the keep-alive timeout"
+            assert second.status == 200
+
+            idle_since = time.monotonic()
+            sock.settimeout(3 * keepalive)
+            assert sock.recv(1) == b""  # closed by the server, at the keep-alive timeout
+            idle = time.monotonic() - idle_since
+        print(f"idle connection closed after {idle:.2f} s (keep-alive {keepalive:g} s)")
+        assert keepalive * 0.9 <= idle < keepalive + 2
+
+
+def test_a_head_trickled_on_a_kept_alive_connection_is_cut_off_at_the_request_timeout(
+    tmp_path: Path,
+) -> None:
+    # The idle time allowed between requests (75 s by default) is not time to send a head
+    # in: once a new request's first byte is in, its head has REQUEST_TIMEOUT_SECONDS.
+    with serving(tmp_path, REQUEST_TIMEOUT_SECONDS=str(TIMEOUT)) as server:
+        with connect(server.port) as sock:
+            sock.sendall(http_request("GET", "/products/"))
+            first = read_response(sock)
+            assert first is not None and first.status == 200
+            time.sleep(TIMEOUT / 2)  # idle for a while, then a slow head on the same connection
+
+            head = b"GET /products/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+            sock.sendall(head[:1])
+            began, sent, closed = time.monotonic(), 1, None
+            while closed is None and time.monotonic() - began < 3 * TIMEOUT:
+                readable, _, _ = select.select([sock], [], [], 0.1)
+                try:
+                    if readable and not sock.recv(65536):
+                        closed = time.monotonic() - began
+                        break
+                    sock.sendall((head[sent:] or b"x")[:1])
+                    sent += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = time.monotonic() - began
+        print(f"head trickled after keep-alive: closed at {closed} s, {sent} bytes sent")
+        assert closed is not None, f"still open {3 * TIMEOUT:g} s into a trickled head"
+        assert closed < 2 * TIMEOUT
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,36 @@ def test_a_body_over_max_body_bytes_is_413_problem_json(tmp_path: Path) -> None:
             assert response.is_problem
 
         assert product_names(server) == set()
+        assert_still_serving(server)
+
+
+def test_a_large_upload_over_max_body_bytes_reads_its_413_without_a_reset(
+    tmp_path: Path,
+) -> None:
+    # A client sending a big body at the speed of its link (here 6 MiB at ~2.5 MiB/s, not
+    # a trickle) is answered 413 from the headers alone, but is still sending. Closed
+    # before the body is in, the connection resets: the client's send fails, and most
+    # clients then never read the answer. The server must read and drop the rest for long
+    # enough (lingering) and close only then.
+    with serving(tmp_path, MAX_BODY_BYTES=str(MAX_BODY)) as server:
+        piece, pieces = b"x" * 65536, 96
+        head = http_request("POST", "/products/", headers=JSON, content_length=len(piece) * pieces)
+        with connect(server.port, timeout=15) as sock:
+            sock.sendall(head)
+            began = time.monotonic()
+            sent = 0
+            try:
+                for _ in range(pieces):
+                    sock.sendall(piece)
+                    sent += 1
+                    time.sleep(0.025)
+            except (BrokenPipeError, ConnectionResetError) as error:
+                elapsed = time.monotonic() - began
+                pytest.fail(f"reset after {elapsed:.2f} s and {sent} of {pieces} pieces: {error!r}")
+            response = assert_refused(read_response(sock), 413)
+        print(f"{pieces} pieces sent in {time.monotonic() - began:.2f} s, then read the 413")
+        assert response.is_problem, response.headers
+        assert response.json()["status"] == 413
         assert_still_serving(server)
 
 
@@ -199,3 +231,46 @@ def test_requests_refused_by_the_http_parser_get_problem_json_too(tmp_path: Path
     for text in (log, output):
         assert "bbbbbbbb" not in text and "uuuuuuuu" not in text and "XXXXXXXX" not in text
         assert "Error handling request" not in text
+
+
+# The first bytes of a TLS 1.2 ClientHello: what a browser sends to https://host:8000/.
+TLS_HELLO = bytes.fromhex("160301012c01000128030335ad7c0a") + bytes(range(32)) + b"\x00" * 64
+
+
+def test_refusals_by_the_http_parser_carry_the_timing_and_request_id_headers(
+    tmp_path: Path,
+) -> None:
+    # The contract: every response carries X-Process-Time-ms and X-Request-ID.
+    with serving(tmp_path) as server:
+        for case, request in {**OVERSIZED_HEADS, "TLS hello": TLS_HELLO}.items():
+            response = assert_refused(raw_exchange(server.port, request), 400, 413, 414, 431)
+            assert response.is_problem, case
+            assert re.fullmatch(r"\d+\.\d{2}", response.headers.get("x-process-time-ms", "")), (
+                case,
+                response.headers,
+            )
+            assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"]), case
+
+
+def test_non_http_first_bytes_are_answered_problem_json_and_logged_at_debug_only(
+    tmp_path: Path,
+) -> None:
+    # A TLS ClientHello on the plain port, or a scanner's probe, as a connection's first
+    # bytes is everyday noise on the internet: a warning for each would bury the ones that
+    # matter. A broken request later on a connection is still a warning.
+    with serving(tmp_path, LOG_LEVEL="DEBUG") as server:
+        response = assert_refused(raw_exchange(server.port, TLS_HELLO), 400)
+        assert response.is_problem
+        with connect(server.port) as sock:
+            sock.sendall(http_request("GET", "/health"))
+            first = read_response(sock)
+            sock.sendall(b"GE\x01T / HTTP/1.1\r\n\r\n")  # the second request on it
+            second = read_response(sock)
+        assert first is not None and first.status == 200
+        assert_refused(second, 400)
+        log = server.log()
+    refusals = [line for line in log.splitlines() if "Refused a request" in line]
+    assert len(refusals) == 2, refusals
+    tls, later = refusals
+    assert "| DEBUG    |" in tls, tls
+    assert "| WARNING  |" in later, later

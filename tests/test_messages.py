@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import string
 from pathlib import Path
@@ -14,7 +13,9 @@ from aiohttp.test_utils import TestClient
 from marshmallow import Schema, fields
 
 from service import messages
+from service.app import create_app
 from service.errors import ApiError
+from service.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 
@@ -78,7 +79,6 @@ async def test_auth_errors_come_in_russian_too(client: Client) -> None:
 
 # --- the 422 `errors` map ----------------------------------------------------------------
 
-REQUEST_SCHEMA_MODULES = ("products", "users", "common")
 RAISED_FIELD_MESSAGE = re.compile(r'ValidationError\(\s*f?"([^"]+)"|: \["([^"]+)"\]')
 
 
@@ -95,17 +95,29 @@ def _messages_of(field: fields.Field[Any]) -> set[str]:
     return found - {""}
 
 
+def loaded_schemas() -> list[Schema]:
+    """Every schema a request is parsed with: those the routes declare for validation.
+
+    Response schemas (their DateTime fields, say) are only ever dumped: their load
+    messages can never reach a client's 422.
+    """
+    app = create_app(Settings())
+    return [
+        declared["schema"]
+        for route in app.router.routes()
+        for declared in getattr(route.handler, "__schemas__", ())
+    ]
+
+
 def schema_messages() -> set[str]:
-    """Every message template a schema of service/schemas can raise, marshmallow's included."""
+    """Every message template a request schema can raise, marshmallow's included."""
     found: set[str] = set()
-    for name in REQUEST_SCHEMA_MODULES:
-        module = importlib.import_module(f"service.schemas.{name}")
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Schema) and value is not Schema:
-                schema = value()
-                found |= set(schema.error_messages.values())
-                for field in schema.fields.values():
-                    found |= _messages_of(field)
+    schemas = loaded_schemas()
+    assert len({type(schema) for schema in schemas}) >= 10  # the enumeration works at all
+    for schema in schemas:
+        found |= set(schema.error_messages.values())
+        for field in schema.fields.values():
+            found |= _messages_of(field)
     return found
 
 
@@ -141,6 +153,9 @@ def test_every_field_message_has_a_russian_version() -> None:
         ),
         ("'Me' is reserved.", "'Me' зарезервировано."),
         ("something new", "something new"),  # unknown: left as it is rather than lost
+        # No request schema has an IP field; no generic template may garble it either
+        # (it once came out as "Неверное значение типа address (IP).").
+        ("Not a valid IP address.", "Not a valid IP address."),
     ],
 )
 def test_field_messages_are_translated_with_their_values(english: str, russian: str) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,17 +19,23 @@ from tests import engines
 from tests.helpers_process import (
     REPO_ROOT,
     SECRET_KEY,
+    Server,
     call,
+    call_json,
     database_of,
     database_untouched,
     environment,
     free_port,
+    login,
     run_to_exit,
+    serving,
     started,
     wait_until_serving,
 )
 
 pytestmark = pytest.mark.process
+
+PASSWORD = "process-password-1"
 
 
 def test_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -150,3 +159,37 @@ def test_short_secret_key_stops_the_start_without_echoing_it(tmp_path: Path) -> 
     assert "SECRET_KEY" in result.stderr
     assert key not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def login_status(server: Server, username: str) -> int | str:
+    """The status of a login, or the name of what broke the exchange."""
+    try:
+        return login(server, username, PASSWORD)[0]
+    except (OSError, http.client.HTTPException) as error:
+        return type(error).__name__
+
+
+def test_a_second_sigterm_during_the_graceful_stop_is_ignored(tmp_path: Path) -> None:
+    # systemd's default KillMode=control-group sends SIGTERM to every process of the unit
+    # (a --workers parent passes its own on as well), and impatient people press Ctrl-C
+    # twice: the repeat must neither cut the stop short nor change the exit code.
+    with serving(tmp_path, PASSWORD_HASH_THREADS="1") as server:
+        call_json(server, "POST", "/users/signup", {"username": "slow", "password": PASSWORD})
+        # One argon2 thread: 12 logins queue for about a second, in flight at the signals.
+        with ThreadPoolExecutor(12) as pool:
+            logins = [pool.submit(login_status, server, "slow") for _ in range(12)]
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+            server.process.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGINT)
+            statuses = [future.result() for future in logins]
+        try:
+            code = server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"run.py hung after a second SIGTERM:\n{server.stderr()}")
+        assert code == 0, server.stderr()
+        assert statuses == [200] * 12, statuses
+        output = server.stderr()
+    assert "Traceback" not in output
+    assert "SIGTERM again while stopping: ignored" in output, output

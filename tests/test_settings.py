@@ -25,6 +25,7 @@ def test_defaults() -> None:
     assert settings.log_stderr is True
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.request_timeout_seconds == 30
+    assert settings.keepalive_timeout_seconds == 75
     assert settings.secret_key is None
     assert settings.access_token_expire_minutes == 60
     assert settings.open_signup is True
@@ -49,6 +50,7 @@ def test_values_are_read() -> None:
             "LOG_LEVEL": "debug",
             "MAX_BODY_BYTES": "2048",
             "REQUEST_TIMEOUT_SECONDS": "2.5",
+            "KEEPALIVE_TIMEOUT_SECONDS": "90.5",
             "SECRET_KEY": GOOD_KEY,
             "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
             "PRODUCT_WRITE_ACCESS": "SuperUser",
@@ -66,6 +68,7 @@ def test_values_are_read() -> None:
     assert settings.log_level == "DEBUG"
     assert settings.max_body_bytes == 2048
     assert settings.request_timeout_seconds == 2.5
+    assert settings.keepalive_timeout_seconds == 90.5
     assert settings.secret_key == GOOD_KEY
     assert settings.access_token_expire_minutes == 15
     assert settings.product_write_access is ProductWriteAccess.SUPERUSER
@@ -133,6 +136,8 @@ def test_bad_boolean_is_refused_naming_the_variable(variable: str, raw: str) -> 
         ("REQUEST_TIMEOUT_SECONDS", "soon"),
         ("REQUEST_TIMEOUT_SECONDS", "nan"),
         ("REQUEST_TIMEOUT_SECONDS", "inf"),
+        ("KEEPALIVE_TIMEOUT_SECONDS", "0"),
+        ("KEEPALIVE_TIMEOUT_SECONDS", "forever"),
         ("ACCESS_TOKEN_EXPIRE_MINUTES", "0"),
         ("ACCESS_TOKEN_EXPIRE_MINUTES", "an hour"),
         ("PRODUCT_WRITE_ACCESS", "admin"),

@@ -1,0 +1,36 @@
+"""Answers aiohttp itself makes (outside every middleware), as protocol_errors shapes them."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service import messages, protocol_errors
+
+
+async def test_a_5xx_from_aiohttp_itself_is_a_generic_internal_error(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # A bare app, without our middlewares: its failing handler is answered by aiohttp's
+    # RequestHandler.handle_error, the path a failure outside the middlewares takes.
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    protocol_errors.install()
+    app = web.Application()
+    app.router.add_get("/boom", boom)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+
+    response = await client.get("/boom")
+
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    problem = await response.json()
+    assert problem["detail"] == messages.render("internal_error", "en", {})
+    assert "could not be read" not in problem["detail"]  # not the parser's wording
+    assert "secret internals" not in await response.text()
+    assert re.fullmatch(r"\d+\.\d{2}", response.headers["X-Process-Time-ms"])
+    assert response.headers["X-Request-ID"]
