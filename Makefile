@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run migrate test fuzz lint format clean
+.PHONY: install run migrate test test-postgresql fuzz lint format clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ migrate: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The same suite on PostgreSQL: each test gets its own database on the server at
+# TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test; it must be allowed
+# to CREATE DATABASE).
+test-postgresql: install
+	TEST_ENGINE=postgresql $(BIN)/python -m pytest
 
 # A longer fuzzing run than CI's: FUZZ_EXAMPLES per operation, a random seed unless
 # FUZZ_SEED replays one (the seed is printed on failure).

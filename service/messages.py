@@ -88,6 +88,10 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Ресурс изменился: его ETag не совпадает с If-Match",
     ),
     "not_ready": ("The service is not ready: {reason}", "Сервис не готов: {reason}"),
+    "database_unavailable": (
+        "The database cannot be reached; try again shortly",
+        "База данных недоступна; повторите запрос позже",
+    ),
     "internal_error": (
         "An unexpected error occurred; it has been logged",
         "Произошла непредвиденная ошибка; она записана в журнал",

@@ -15,6 +15,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from loguru import logger
 
 from service import keys, log, messages
+from service.db import DatabaseUnavailable
 from service.errors import ApiError, problem_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -66,12 +67,23 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         # The client went away, broke off its body or mis-encoded it (a Content-Encoding
         # that does not inflate): a client error, nothing to log as a server error.
         return problem_response(ApiError("incomplete_body", status=400), _language(request))
+    except DatabaseUnavailable as error:  # the server restarting, or the network: retryable
+        logger.error(
+            f"Database unavailable in {request.method} {log.escape(request.path)}: {error}"
+        )
+        response = problem_response(
+            ApiError("database_unavailable", status=503), _language(request)
+        )
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
     except Exception:
         logger.opt(exception=True).error(
             f"Unhandled error in {request.method} {log.escape(request.path)}"
         )
         return problem_response(ApiError("internal_error", status=500), _language(request))
 
+
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 # A caller refused for his rights, or locked out after failed logins: worth a line of its
 # own beside the request line, naming who and why (the message key, never a secret).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -27,12 +28,31 @@ TEST_SECRET_KEY = remember("test-secret-key-that-is-long-enough-0123456789", "SE
 ClientFactory = Callable[..., object]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the other engine's own tests: sqlite_only, or postgresql (a server needed)."""
+    other = "sqlite_only" if engines.is_postgres() else "postgresql"
+    left_out = [item for item in items if item.get_closest_marker(other) is not None]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item.get_closest_marker(other) is None]
+    _LEFT_OUT.extend(item.nodeid for item in left_out)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _LEFT_OUT:
+        half = "make test" if engines.is_postgres() else "make test-postgresql"
+        terminalreporter.write_line(
+            f"engine {engines.ENGINE}: {len(_LEFT_OUT)} tests of the other engine left out "
+            f"(they run in `{half}`)"
+        )
+
+
+_LEFT_OUT: list[str] = []
+
+
 @pytest.fixture(autouse=True)
-def engine(request: pytest.FixtureRequest) -> Iterator[Dialect]:
+def engine() -> Iterator[Dialect]:
     """The engine this run tests (TEST_ENGINE); the test's PostgreSQL databases go after it."""
-    marker = request.node.get_closest_marker("sqlite_only")
-    if engines.is_postgres() and marker is not None:
-        pytest.skip(f"SQLite only: {marker.args[0]}")
     try:
         yield engines.ENGINE
     finally:
@@ -62,7 +82,10 @@ def settings(tmp_path: Path, engine: Dialect) -> Settings:
 @pytest.fixture
 def migrated(settings: Settings) -> Settings:
     """The same settings, with every migration applied to the database."""
-    migrations.apply_pending(settings.database_url)
+    if settings.postgres_url is not None:
+        engines.migrate(settings.postgres_url)
+    else:
+        migrations.apply_pending(settings.database_url)
     return settings
 
 

@@ -53,6 +53,15 @@ def database_for(tmp_path: Path, *, migrated: bool = False, keep: bool = False) 
     return url_of(name)
 
 
+def migrate(url: str) -> None:
+    """Migrate the test's database: a copy of the migrated template, cheaper than yoyo."""
+    name = urlsplit(url).path.lstrip("/")
+    if name not in _created:
+        raise LookupError(f"{name} is not a database of this test")
+    _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template()}"')
+
+
 def drop_test_databases() -> None:
     """Drop the databases this test created (a server process still connected is cut)."""
     while _created:

@@ -74,6 +74,8 @@ NOT_RUN_HERE = {
     "make test": ".ci/run runs it (REQUIRE_BROWSER_TESTS=1 make test); here it would run "
     "this file again",
     "make lint": ".ci/run runs it before the tests",
+    "make test-postgresql": ".ci/run runs it after `make test` (the same suite on "
+    "PostgreSQL, where this file is left out)",
     "make fuzz": "minutes long; `make test` runs the same tests/test_fuzz.py with fewer "
     "examples and a fixed seed",
     "make format": "it rewrites the checkout's files; `make lint` in .ci/run checks the same "

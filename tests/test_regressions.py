@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service import keys
 from service.app import create_app
-from service.db import Database
+from service.db import Database, DatabaseUnavailable
+from service.queries import products
 from service.settings import Settings
 from tests.conftest import ClientFactory, log_lines
 from tests.helpers_auth import PASSWORD, auth, make_user, rows_named, user_row
@@ -184,3 +185,19 @@ def test_create_superuser_refuses_an_impossible_username(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "--username" in result.stderr
     assert not db.exists()
+
+
+async def test_an_unreachable_database_is_a_retryable_503_not_a_500(
+    client: Client, monkeypatch: pytest.MonkeyPatch, migrated: Settings
+) -> None:
+    """PostgreSQL restarting or out of reach: clients are told to retry, and it is logged."""
+
+    async def unreachable(*_: Any, **__: Any) -> Any:
+        raise DatabaseUnavailable("OSError: connect call failed")
+
+    monkeypatch.setattr(products, "list_products", unreachable)
+    response = await client.get("/products/")
+    body = await problem(response, 503)
+    assert response.headers["Retry-After"] == "5"
+    assert "database" in body["detail"].lower()
+    assert any("Database unavailable in GET /products/" in line for line in log_lines(migrated))

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import EventLoop, ProductWriteAccess, Settings, SettingsError, Synchronous
+from service.dialect import Dialect
+from service.settings import (
+    EventLoop,
+    ProductWriteAccess,
+    Settings,
+    SettingsError,
+    Synchronous,
+    redacted_url,
+)
 
 GOOD_KEY = "k" * 40
 
@@ -183,3 +191,58 @@ def test_multibyte_key_is_measured_in_bytes() -> None:
 def test_empty_values_mean_the_default() -> None:
     settings = Settings.from_env({"PORT": "", "LOG_JSON": "", "SECRET_KEY": ""})
     assert (settings.port, settings.log_json, settings.secret_key) == (8000, False, None)
+
+
+# --- DATABASE_URL ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [("sqlite:///data/x.db", Path("data/x.db")), ("sqlite:////srv/x.db", Path("/srv/x.db"))],
+)
+def test_a_sqlite_url_names_the_file(url: str, path: Path) -> None:
+    settings = Settings.from_env({"DATABASE_URL": url})
+    assert (settings.database_path, settings.postgres_url) == (path, None)
+    assert settings.dialect is Dialect.SQLITE
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_url_selects_postgresql(scheme: str) -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": f"{scheme}://app@db.internal:5433/shop",
+            "SECRET_KEY": GOOD_KEY,
+            "DATABASE_POOL_SIZE": "25",
+        }
+    )
+    assert settings.postgres_url == "postgresql://app@db.internal:5433/shop"
+    assert settings.database_url == settings.postgres_url
+    assert settings.dialect is Dialect.POSTGRESQL
+    assert settings.database_pool_size == 25
+
+
+def test_postgresql_needs_a_secret_key_shared_by_every_node() -> None:
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        Settings.from_env({"DATABASE_URL": "postgresql://app@db/shop"})
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://app@db/shop", "postgresql://app@db", "sqlite:///", "products.db"]
+)
+def test_an_unusable_url_is_refused_without_echoing_it(url: str) -> None:
+    secret_url = url.replace("app@", "app:hunter2-secret@")
+    with pytest.raises(SettingsError, match="DATABASE_URL") as raised:
+        Settings.from_env({"DATABASE_URL": secret_url, "SECRET_KEY": GOOD_KEY})
+    assert "hunter2" not in str(raised.value)
+
+
+def test_database_url_and_database_path_together_are_refused() -> None:
+    with pytest.raises(SettingsError, match="not both"):
+        Settings.from_env({"DATABASE_URL": "sqlite:///a.db", "DATABASE_PATH": "b.db"})
+
+
+def test_a_password_in_the_url_is_redacted_for_display() -> None:
+    assert (
+        redacted_url("postgresql://app:s3cret@db:5432/shop") == "postgresql://app:***@db:5432/shop"
+    )
+    assert redacted_url("postgresql://app@db/shop") == "postgresql://app@db/shop"
