@@ -187,6 +187,22 @@ async def test_after_max_failures_even_the_right_password_gets_429(
     assert (await login(client, "bob")).status == 200
 
 
+async def test_a_non_username_is_throttled_under_a_hash_never_stored(
+    aiohttp_client: ClientFactory, migrated: Settings, database: Database
+) -> None:
+    """A password typed into the username field (or a NUL) is counted, but never stored."""
+    client: Client = await aiohttp_client(create_app(_throttled(migrated)))
+    typed_password = "my secret pass word\x00!"
+    await _fail(client, typed_password, 3)
+    await _locked(await login(client, typed_password, "anything"), 900)
+    await _fail(client, "alice", 1)
+    async with database.read() as conn:
+        stored = [row[0] for row in await conn.fetch_all("SELECT username FROM login_failures")]
+    assert len(stored) == 2 and "alice" in stored  # a real username is kept as it is
+    [hashed] = [name for name in stored if name != "alice"]
+    assert hashed.startswith("#") and len(hashed) == 65 and "secret" not in hashed
+
+
 async def test_a_success_resets_the_failure_count(
     aiohttp_client: ClientFactory, migrated: Settings, database: Database
 ) -> None:
