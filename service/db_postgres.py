@@ -5,6 +5,10 @@ one transaction-scoped advisory lock, so writers run one at a time as on SQLite,
 check-then-write (the last active superuser, the login throttle, refresh-token rotation,
 If-Match) holds without row locks or SERIALIZABLE retries. The lock is released by COMMIT
 or ROLLBACK, and by the server if a node dies. Reads take no lock and scale across nodes.
+
+As with SQLite's writer and readers, there are two pools: a small one for units of work
+(they run one at a time anyway) and DATABASE_POOL_SIZE read-only connections for reads,
+which the server refuses to let write.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ WRITE_LOCK_KEY = 0x5E_ED_0001
 BEGIN_UNIT_OF_WORK = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 CONNECT_TIMEOUT_SECONDS = 10.0
+# One unit of work runs while the next waits for the lock at the server, ready to go.
+WRITER_CONNECTIONS = 2
+_READ_ONLY = {"default_transaction_read_only": "on"}
 
 # Errors that say the server is gone or unreachable, not that a statement was wrong.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -87,71 +94,84 @@ class PostgresDatabase:
 
     dialect = Dialect.POSTGRESQL
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, writers: asyncpg.Pool, readers: asyncpg.Pool) -> None:
+        self._writers = writers
+        self._readers = readers
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
-        """Connect a pool of up to `pool_size` connections to the server at `url`."""
-        with _translate_errors():
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=1,
-                max_size=pool_size,
-                timeout=CONNECT_TIMEOUT_SECONDS,
-                reset=_reset,
-            )
-        return cls(pool)
+        """Connect the writers' pool and up to `pool_size` readers to the server at `url`."""
+        writers = await _pool(url, WRITER_CONNECTIONS, {})
+        try:
+            readers = await _pool(url, pool_size, _READ_ONLY)
+        except BaseException:
+            await writers.close()
+            raise
+        return cls(writers, readers)
 
     async def close(self) -> None:
         """Wait for the connections lent out to come back, then close them all."""
-        await self._pool.close()
+        await asyncio.gather(self._writers.close(), self._readers.close())
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConnection]:
         """One unit of work, alone among all nodes' units of work (see the module)."""
-        raw = await self._acquire()
+        raw = await _acquire(self._writers)
         try:
             await raw.execute(BEGIN_UNIT_OF_WORK)
             yield PostgresConnection(raw)
         except BaseException:
-            await asyncio.shield(self._end(raw, "ROLLBACK", quietly=True))
+            await asyncio.shield(_end(self._writers, raw, "ROLLBACK", quietly=True))
             raise
         # Shielded with the release: a cancelled request neither leaves the transaction
         # open nor hands the connection back to the pool while COMMIT is in flight.
-        await asyncio.shield(self._end(raw, "COMMIT"))
+        await asyncio.shield(_end(self._writers, raw, "COMMIT"))
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = False) -> AsyncIterator[PostgresConnection]:
         """A pooled connection; with `snapshot`, all statements see one consistent state."""
-        raw = await self._acquire()
+        raw = await _acquire(self._readers)
         if not snapshot:
             try:
                 yield PostgresConnection(raw)
             finally:
-                await asyncio.shield(self._pool.release(raw))
+                await asyncio.shield(self._readers.release(raw))
             return
         try:
             await raw.execute(BEGIN_SNAPSHOT)
             yield PostgresConnection(raw)
         finally:
-            await asyncio.shield(self._end(raw, "ROLLBACK", quietly=True))
+            await asyncio.shield(_end(self._readers, raw, "ROLLBACK", quietly=True))
 
-    async def _acquire(self) -> Pooled:
+
+async def _pool(url: str, size: int, server_settings: dict[str, str]) -> asyncpg.Pool:
+    with _translate_errors():
+        return await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=size,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            reset=_reset,
+            server_settings=server_settings,
+        )
+
+
+async def _acquire(pool: asyncpg.Pool) -> Pooled:
+    with _translate_errors():
+        raw: Pooled = await pool.acquire()
+    return raw
+
+
+async def _end(pool: asyncpg.Pool, raw: Pooled, statement: str, *, quietly: bool = False) -> None:
+    """COMMIT or ROLLBACK, then give the connection back (closed by the pool if broken)."""
+    try:
         with _translate_errors():
-            raw: Pooled = await self._pool.acquire()
-        return raw
-
-    async def _end(self, raw: Pooled, statement: str, *, quietly: bool = False) -> None:
-        """COMMIT or ROLLBACK, then give the connection back (closed by the pool if broken)."""
-        try:
-            with _translate_errors():
-                await raw.execute(statement)
-        except DatabaseError:
-            if not quietly:
-                raise
-        finally:
-            await self._pool.release(raw)
+            await raw.execute(statement)
+    except DatabaseError:
+        if not quietly:
+            raise
+    finally:
+        await pool.release(raw)
 
 
 async def _reset(raw: asyncpg.Connection) -> None:

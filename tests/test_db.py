@@ -319,10 +319,9 @@ async def test_reads_proceed_while_a_write_transaction_is_open(database: Databas
     assert await names(database) == {"committed", "uncommitted"}
 
 
-@pytest.mark.sqlite_only("PostgreSQL's pooled connections serve reads and writes alike")
 async def test_readers_cannot_write(database: Database) -> None:
     async with database.read() as reader:
-        with pytest.raises(DatabaseError, match="readonly"):
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             await insert(reader, "sneaky")
     assert await names(database) == set()
 
