@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pwdlib import PasswordHash
 
 from service import migrations
-from service.db import open_database
+from service.db import DatabaseError, open_database
 from service.queries import users
 from service.queries.users import UsernameTaken
 from service.schemas.users import username_problem
@@ -25,6 +25,7 @@ from service.settings import Settings, SettingsError
 EXIT_OK = 0
 EXIT_REGULAR_USER = 1
 EXIT_BAD_SETTINGS = 2
+EXIT_NO_DATABASE = 3
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -42,8 +43,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
     if not 8 <= len(password) <= 128:
         print("error: the password must be 8 to 128 characters", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    migrations.apply_pending(settings.database_url)
-    return asyncio.run(create_superuser(settings, args.username, password))
+    try:
+        migrations.apply_pending(settings.database_url)
+        return asyncio.run(create_superuser(settings, args.username, password))
+    except (migrations.MigrationError, DatabaseError) as error:
+        print(f"error: the database: {error}", file=sys.stderr)
+        return EXIT_NO_DATABASE
 
 
 def parser() -> argparse.ArgumentParser:

@@ -111,6 +111,8 @@ async def unready_reason(connection: Connection, known: frozenset[str]) -> str |
 
 
 _APPLIED = "SELECT migration_id FROM _yoyo_migration"
+# What yoyo's two drivers raise: psycopg2 for postgresql://, sqlite3 for sqlite:///.
+_DRIVER_ERRORS = (psycopg2.Error, sqlite3.Error)
 
 
 def _applied(rows: Iterable[Any]) -> set[str]:
@@ -141,7 +143,7 @@ def _backend(url: str, *, exclusive: bool = True) -> Iterator[Any]:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
         backend = get_backend(url)
-    except yoyo_errors.DatabaseError as error:
+    except _DRIVER_ERRORS as error:
         raise MigrationError(f"cannot connect to {redacted_url(url)}: {error}") from error
     try:
         if exclusive and dialect_of(url) is Dialect.POSTGRESQL:
@@ -151,7 +153,7 @@ def _backend(url: str, *, exclusive: bool = True) -> Iterator[Any]:
             backend.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
             backend.execute("SET lock_timeout = 0")
         yield backend
-    except (yoyo_errors.DatabaseError, yoyo_errors.LockTimeout) as error:
+    except (*_DRIVER_ERRORS, yoyo_errors.LockTimeout) as error:
         raise MigrationError(f"{redacted_url(url)}: {str(error).strip()}") from error
     finally:
         backend.connection.close()  # closing the session releases the advisory lock

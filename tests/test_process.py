@@ -193,3 +193,23 @@ def test_a_second_sigterm_during_the_graceful_stop_is_ignored(tmp_path: Path) ->
         output = server.stderr()
     assert "Traceback" not in output
     assert "SIGTERM again while stopping: ignored" in output, output
+
+
+@pytest.mark.parametrize("command", [[], ["create-superuser", "--password", "long-enough-1"]])
+def test_an_unreachable_postgresql_stops_the_start_clearly(
+    tmp_path: Path, command: list[str]
+) -> None:
+    url = "postgresql://app:do-not-print-me@127.0.0.1:1/shop"  # nothing listens on port 1
+    result = subprocess.run(
+        [sys.executable, "run.py", *command],
+        cwd=REPO_ROOT,
+        env={**environment(tmp_path), "DATABASE_URL": url, "DATABASE_PATH": ""},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "error:" in result.stderr and "127.0.0.1" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "do-not-print-me" not in result.stdout + result.stderr
