@@ -104,8 +104,9 @@ class Copied:
     next_id: int | None
 
     def __str__(self) -> str:
+        rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
         following = "" if self.next_id is None else f", next id {self.next_id}"
-        return f"{self.table}: {self.rows} rows copied{following}"
+        return f"{self.table}: {rows} copied{following}"
 
 
 def main(argv: list[str] | None = None) -> int:
