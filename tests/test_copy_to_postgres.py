@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import sqlite3
 import subprocess
@@ -47,40 +46,16 @@ PASSWORDS = {
 }
 URL_PASSWORD = remember("the-url-password-never-shown", "a password in DATABASE_URL")
 TABLES = [table.name for table in copy_to_postgres.TABLES]
-_numbers = itertools.count()
 
 
 # --- databases of our own --------------------------------------------------------------
 
 
-def _admin(statement: str) -> None:
-    try:
-        connection = psycopg2.connect(engines.ADMIN_URL)
-    except psycopg2.OperationalError as error:
-        pytest.fail(
-            "tests/test_copy_to_postgres.py needs the PostgreSQL server at "
-            f"{redacted_url(engines.ADMIN_URL)} (set TEST_POSTGRES_URL): {error}"
-        )
-    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
-
-
 @contextlib.contextmanager
 def postgres_database(*, migrated: bool = True) -> Iterator[str]:
-    """A new database on the test server (with a password in its URL), dropped after."""
-    name = f"svc_copy_{os.getpid()}_{next(_numbers)}"
-    _admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
-    try:
-        url = _with_password(engines.url_of(name))
-        if migrated:
-            migrations.apply_pending(url)
-        yield url
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A new database on the test server, with a password in its URL; dropped after."""
+    with engines.own_database(migrated=migrated) as url:
+        yield _with_password(url)
 
 
 def _with_password(url: str) -> str:
