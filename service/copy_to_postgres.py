@@ -110,6 +110,7 @@ class Copied:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Check both databases, copy, print a line per table; the exit code."""
     args = parser().parse_args(argv)
     source: Path = args.source
     url: str = args.target
@@ -153,7 +154,8 @@ def check_source(path: Path) -> None:
     if waiting:
         raise Refused(
             f"{path} has pending migrations ({', '.join(waiting)}); migrate it first: "
-            f"`yoyo apply --database sqlite:///{path}` (or serve it once with `python run.py`)"
+            f"`yoyo apply --database sqlite:///{path} sql/sqlite` (from the repository root), "
+            "or serve it once with `python run.py`"
         )
 
 
