@@ -1,4 +1,4 @@
-"""Command line: `python run.py` migrates and serves; `python run.py create-superuser`."""
+"""Command line: `python run.py` migrates and serves; also create-superuser, copy-to-postgres."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 from loguru import logger
 
-from service import create_superuser, keepalive, migrations, tokens, workers
+from service import copy_to_postgres, create_superuser, keepalive, migrations, tokens, workers
 from service.app import create_app
 from service.settings import EventLoop, Settings, SettingsError, redacted_url
 
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["create-superuser"]:
         return create_superuser.main(argv[1:])
+    if argv[:1] == ["copy-to-postgres"]:
+        return copy_to_postgres.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -141,7 +143,8 @@ def _new_event_loop(choice: EventLoop) -> asyncio.AbstractEventLoop:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Products and accounts REST service. "
-        "Also: `python run.py create-superuser [--username U] [--password P]`."
+        "Also: `python run.py create-superuser [--username U] [--password P]`, "
+        "`python run.py copy-to-postgres --from FILE --to postgresql://...`."
     )
     parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extensions
+import pytest
 
 from service import migrations
 from service.dialect import Dialect
+from service.settings import redacted_url
 
 ENGINE = Dialect(os.environ.get("TEST_ENGINE", "sqlite").strip() or "sqlite")
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -109,3 +112,29 @@ def _admin_connection() -> Iterator[psycopg2.extensions.connection]:
         yield conn
     finally:
         conn.close()
+
+
+_own = itertools.count()
+
+
+@contextlib.contextmanager
+def own_database(*, migrated: bool = False) -> Iterator[str]:
+    """A new database on the test server, whatever TEST_ENGINE is, dropped on the way out.
+
+    For tests that need PostgreSQL in the SQLite session too (copying from one engine to
+    the other); an unreachable server fails them with the reason, it does not skip them.
+    """
+    name = f"{_PREFIX}own_{next(_own)}"
+    try:
+        _admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    except psycopg2.OperationalError as error:
+        pytest.fail(
+            f"this test needs the PostgreSQL server at {redacted_url(ADMIN_URL)} "
+            f"(TEST_POSTGRES_URL): {error}"
+        )
+    try:
+        if migrated:
+            migrations.apply_pending(url_of(name))
+        yield url_of(name)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -33,7 +33,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service import migrations
 from service.app import create_app
+from service.dialect import Dialect
 from service.settings import Settings
+from tests import engines
 from tests.helpers_process import (
     REPO_ROOT,
     SECRET_KEY,
@@ -42,6 +44,7 @@ from tests.helpers_process import (
     environment,
     free_port,
     started,
+    wait_until_ready,
     wait_until_serving,
 )
 
@@ -59,7 +62,7 @@ CHECKS = {
     "test_api_commands": r"^(TOKEN=\$\()?curl ",
     "test_python_client_example": r"^\.venv/bin/pip install httpx==",
     "test_make_run_serves_the_docs": r"^make run$",
-    "test_yoyo_commands": r"^\.venv/bin/yoyo ",
+    "test_yoyo_commands": r"^\.venv/bin/yoyo (?!.*postgresql://)",
     "test_no_migrate_refuses_a_pending_migration": r"^\.venv/bin/python run\.py --no-migrate$",
     "test_create_superuser_commands": r"run\.py create-superuser|-m service\.create_superuser",
     "test_backup_while_serving": r"sqlite3\.connect\('products\.db'\)\.backup\(",
@@ -67,6 +70,10 @@ CHECKS = {
     "test_gunicorn_with_two_workers": r"^\.venv/bin/(pip install gunicorn==|gunicorn )",
     "test_run_py_with_two_workers": r"^\.venv/bin/python run\.py --workers ",
     "test_one_test_file": r"^\.venv/bin/python -m pytest tests/",
+    "test_moving_to_postgresql": (
+        r"^\.venv/bin/yoyo apply .*postgresql://|run\.py copy-to-postgres "
+        r"|^DATABASE_URL=postgresql://\S+ SECRET_KEY="
+    ),
 }
 
 # Commands not run by this file, each with the reason and what runs it instead.
@@ -88,6 +95,7 @@ MARKERS = {
     "output": "test_python_client_example: a ```text block is what the ```python above prints",
     "log-line": "test_log_line_example",
     "layout": "test_layout_lists_every_module",
+    "copy-summary": "test_moving_to_postgresql: what the copy-to-postgres command above prints",
     "skip": "not checked; the reason in parentheses is required",
 }
 _MARKER = re.compile(r"<!--\s*readme-test:\s*([\w-]+)\s*(?:\((.*)\))?\s*-->")
@@ -648,6 +656,125 @@ def test_run_py_with_two_workers(tmp_path: Path, stop_group: Stopper) -> None:
     assert stop_group(server) == 0, server.stderr()
     assert all(" выполнялся " in log.read_text("utf-8") for log in logs), server.stderr()
     assert "Traceback" not in server.stderr()
+
+
+README_POSTGRES_URL = "postgresql://products@db.internal/products"
+_NODE_ADDRESS = re.compile(r"--host \S+ --port 8000\b")
+
+
+def test_moving_to_postgresql(tmp_path: Path, stop_group: Stopper) -> None:
+    """The section's steps in order, on a database of the test server: yoyo migrates it, the
+    copy carries what a stopped SQLite service wrote, and two nodes serve it as one."""
+    migrate, copy, *nodes = readme_commands("test_moving_to_postgresql")
+    assert "yoyo apply" in migrate.text and "copy-to-postgres" in copy.text, at(migrate)
+    assert len(nodes) == 2, [at(node) for node in nodes]
+    with engines.own_database() as url:
+        _migrate_by_hand(tmp_path, migrate, url)
+        summary = _copy_what_sqlite_served(tmp_path, copy, url)
+        (block,) = marked("copy-summary")
+        assert [_shape(line) for line in summary] == block.text.splitlines(), at(copy)
+        servers: list[Server] = []
+        try:
+            servers += [_start_node(tmp_path, node, url) for node in nodes]
+            for server in servers:
+                wait_until_ready(server)
+            _nodes_serve_as_one(*servers)
+            for server in servers:
+                assert stop_group(server) == 0, server.stderr()
+                assert "Traceback" not in server.stderr()
+        finally:  # before the database is dropped, whatever failed
+            for server in servers:
+                if server.process.poll() is None:
+                    os.killpg(server.process.pid, signal.SIGKILL)
+                    server.process.wait(timeout=10)
+
+
+def _migrate_by_hand(tmp_path: Path, command: Command, url: str) -> None:
+    """In a checkout whose yoyo.ini names sql/sqlite: the PostgreSQL directory is applied."""
+    root = scratch_checkout(tmp_path)
+    text = command.text.replace(README_POSTGRES_URL, url)
+    assert text != command.text, at(command)
+    result = run_shell(text, root, environment(tmp_path))
+    assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+    known = migrations.known_migration_ids(Dialect.POSTGRESQL)
+    assert migrations.pending_sync(url, known) == [], at(command)
+    assert not (root / "products.db").exists(), at(command)  # yoyo.ini's database untouched
+
+
+def _copy_what_sqlite_served(tmp_path: Path, command: Command, url: str) -> list[str]:
+    """Alice and two products (the newer deleted) through run.py on SQLite, stopped, copied."""
+    with started(tmp_path) as server:
+        wait_until_serving(server)
+        assert call(server, "POST", "/users/signup", ALICE_BODY)[0] == 201
+        for name in ("Tea", "Cake"):
+            assert call(server, "POST", "/products/", {"name": name, "price": 2})[0] == 201
+        assert call(server, "DELETE", "/products/2")[0] == 204
+        server.process.send_signal(signal.SIGTERM)  # step 1: stop the SQLite service
+        assert server.process.wait(timeout=15) == 0, server.stderr()
+    sqlite = Path(environment(tmp_path)["DATABASE_PATH"])
+    text = command.text.replace("--from products.db", f"--from {sqlite}")
+    text = text.replace(README_POSTGRES_URL, url)
+    result = run_shell(text, REPO_ROOT, environment(tmp_path))
+    assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+    assert "products: 1 row copied, next id 3" in result.stdout, result.stdout
+    return [
+        line.replace(str(sqlite), "products.db").replace(url, README_POSTGRES_URL)
+        for line in result.stdout.splitlines()
+    ]
+
+
+def _shape(line: str) -> str:
+    """A summary line with the README example's counts, which are made up."""
+    example = {"users": (41, 45), "products": (230, 262), "login_failures": (3, None)}
+    example |= {"sessions": (57, None), "spent_refresh_tokens": (112, None)}
+    table = line.partition(":")[0]
+    if table not in example:
+        return line
+    rows, next_id = example[table]
+    line = re.sub(r": \d+ rows? copied", f": {rows} rows copied", line)
+    return re.sub(r"next id \d+", f"next id {next_id}", line)
+
+
+def _start_node(tmp_path: Path, command: Command, url: str) -> Server:
+    """The README's node command on a free local port, in its own process group."""
+    port = free_port()
+    text = command.text.replace(README_POSTGRES_URL, url)
+    text = text.replace("<the shared key>", SECRET_KEY)
+    text = _NODE_ADDRESS.sub(f"--host 127.0.0.1 --port {port}", text)
+    assert README_POSTGRES_URL not in text and "<" not in text, at(command)
+    home = tmp_path / f"node-{port}"
+    env = environment(home)
+    for name in ("DATABASE_PATH", "DATABASE_URL", "SECRET_KEY"):  # the command sets them
+        env.pop(name, None)
+    home.mkdir()
+    stderr_path = home / f"stderr-{port}.txt"
+    with stderr_path.open("wb") as output:
+        process = subprocess.Popen(
+            ["bash", "-c", text],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Server(process, port, stderr_path, Path(env["LOG_FILE"]), url)
+
+
+def _nodes_serve_as_one(first: Server, second: Server) -> None:
+    """A login on one node works on the other; a write on one reads on the other."""
+    tokens = log_in(second, ALICE_BODY["username"], ALICE_BODY["password"])  # a copied password
+    assert get(first, "/users/me", tokens["access_token"])[0] == 200
+    status, _, body = call(first, "POST", "/products/", {"name": "Scone", "price": 3})
+    assert status == 201, body
+    assert json.loads(body)["id"] == 3  # after the deleted product's id, not max(id) + 1
+    assert json.loads(get(second, "/products/3")[1])["name"] == "Scone"
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert call(second, "POST", "/logout", headers=bearer)[0] == 204
+    assert get(first, "/users/me", tokens["access_token"])[0] == 401  # ended everywhere
+
+
+ALICE_BODY = {"username": ALICE[0], "password": ALICE[1]}
 
 
 def _gunicorn_processes(root: int) -> list[int]:
