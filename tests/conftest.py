@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,23 @@ ClientFactory = Callable[..., object]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the other engine's own tests: sqlite_only, or postgresql (a server needed)."""
-    other = "sqlite_only" if engines.is_postgres() else "postgresql"
+    """Leave out the other engine's own tests, and, without a server, those that need one.
+
+    sqlite_only tests run only in `make test`, postgresql_only ones only in
+    `make test-postgresql`. needs_postgresql tests (copying between the engines, the
+    README's PostgreSQL commands) run in `make test` when the server answers; when it does
+    not they are left out and said so, unless REQUIRE_POSTGRES is set (CI), which fails.
+    """
+    other = "sqlite_only" if engines.is_postgres() else "postgresql_only"
     left_out = [item for item in items if item.get_closest_marker(other) is not None]
+    if not engines.is_postgres() and not os.environ.get("REQUIRE_POSTGRES"):
+        unreachable = engines.server_problem()
+        if unreachable is not None:
+            _NO_SERVER.append(unreachable)
+            left_out += [i for i in items if i.get_closest_marker("needs_postgresql") is not None]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if item.get_closest_marker(other) is None]
+        items[:] = [item for item in items if item not in left_out]
     _LEFT_OUT.extend(item.nodeid for item in left_out)
 
 
@@ -42,11 +54,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _LEFT_OUT:
         half = "make test" if engines.is_postgres() else "make test-postgresql"
         terminalreporter.write_line(
-            f"engine {engines.ENGINE}: {len(_LEFT_OUT)} tests of the other engine left out "
+            f"engine {engines.ENGINE}: {len(_LEFT_OUT)} tests left out: the other engine's "
             f"(they run in `{half}`)"
+            + (f", and those that need a PostgreSQL server ({_NO_SERVER[0]})" if _NO_SERVER else "")
         )
 
 
+_NO_SERVER: list[str] = []
 _LEFT_OUT: list[str] = []
 
 

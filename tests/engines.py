@@ -40,6 +40,15 @@ def url_of(name: str) -> str:
     return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
 
 
+def server_problem() -> str | None:
+    """Why the PostgreSQL test server cannot be used, or None when it answers."""
+    try:
+        psycopg2.connect(ADMIN_URL, connect_timeout=3).close()
+    except psycopg2.Error as error:
+        return f"{redacted_url(ADMIN_URL)}: {str(error).strip().splitlines()[0]}"
+    return None
+
+
 def is_postgres() -> bool:
     return ENGINE is Dialect.POSTGRESQL
 

@@ -36,6 +36,12 @@ from tests import engines
 from tests.conftest import TEST_SECRET_KEY
 from tests.log_hygiene import remember, remember_token
 
+# From SQLite to PostgreSQL whatever the session's engine, so once: in `make test`.
+pytestmark = [
+    pytest.mark.sqlite_only("copies a SQLite file, whatever TEST_ENGINE is"),
+    pytest.mark.needs_postgresql,
+]
+
 Client = TestClient[web.Request, web.Application]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

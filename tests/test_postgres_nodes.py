@@ -35,7 +35,7 @@ from tests.helpers_process import (
     wait_until_ready,
 )
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.process]
+pytestmark = [pytest.mark.postgresql_only, pytest.mark.process]
 
 PASSWORD = "two-nodes-password"
 SQLITE_DIR = REPO_ROOT / "sql" / "sqlite"

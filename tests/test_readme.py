@@ -662,6 +662,7 @@ README_POSTGRES_URL = "postgresql://products@db.internal/products"
 _NODE_ADDRESS = re.compile(r"--host \S+ --port 8000\b")
 
 
+@pytest.mark.needs_postgresql
 def test_moving_to_postgresql(tmp_path: Path, stop_group: Stopper) -> None:
     """The section's steps in order, on a database of the test server: yoyo migrates it, the
     copy carries what a stopped SQLite service wrote, and two nodes serve it as one."""
