@@ -32,6 +32,7 @@ from service.db import (
     UniqueViolation,
 )
 from service.dialect import Dialect, numbered_placeholders, positional
+from service.fifo_gate import FifoGate
 
 if TYPE_CHECKING:  # generic only in the stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -94,16 +95,16 @@ class PostgresDatabase:
 
     dialect = Dialect.POSTGRESQL
 
-    def __init__(self, writers: asyncpg.Pool, readers: asyncpg.Pool) -> None:
+    def __init__(self, writers: _FairPool, readers: _FairPool) -> None:
         self._writers = writers
         self._readers = readers
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
         """Connect the writers' pool and up to `pool_size` readers to the server at `url`."""
-        writers = await _pool(url, WRITER_CONNECTIONS, {})
+        writers = await _FairPool.open(url, WRITER_CONNECTIONS, {})
         try:
-            readers = await _pool(url, pool_size, _READ_ONLY)
+            readers = await _FairPool.open(url, pool_size, _READ_ONLY)
         except BaseException:
             await writers.close()
             raise
@@ -116,21 +117,21 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConnection]:
         """One unit of work, alone among all nodes' units of work (see the module)."""
-        raw = await _acquire(self._writers)
+        raw = await self._writers.acquire()
         try:
             await raw.execute(BEGIN_UNIT_OF_WORK)
             yield PostgresConnection(raw)
         except BaseException:
-            await asyncio.shield(_end(self._writers, raw, "ROLLBACK", quietly=True))
+            await asyncio.shield(self._writers.end(raw, "ROLLBACK", quietly=True))
             raise
         # Shielded with the release: a cancelled request neither leaves the transaction
         # open nor hands the connection back to the pool while COMMIT is in flight.
-        await asyncio.shield(_end(self._writers, raw, "COMMIT"))
+        await asyncio.shield(self._writers.end(raw, "COMMIT"))
 
     @asynccontextmanager
     async def read(self, *, snapshot: bool = False) -> AsyncIterator[PostgresConnection]:
         """A pooled connection; with `snapshot`, all statements see one consistent state."""
-        raw = await _acquire(self._readers)
+        raw = await self._readers.acquire()
         if not snapshot:
             try:
                 yield PostgresConnection(raw)
@@ -141,37 +142,58 @@ class PostgresDatabase:
             await raw.execute(BEGIN_SNAPSHOT)
             yield PostgresConnection(raw)
         finally:
-            await asyncio.shield(_end(self._readers, raw, "ROLLBACK", quietly=True))
+            await asyncio.shield(self._readers.end(raw, "ROLLBACK", quietly=True))
 
 
-async def _pool(url: str, size: int, server_settings: dict[str, str]) -> asyncpg.Pool:
-    with _translate_errors():
-        return await asyncpg.create_pool(
-            url,
-            min_size=1,
-            max_size=size,
-            timeout=CONNECT_TIMEOUT_SECONDS,
-            reset=_reset,
-            server_settings=server_settings,
-        )
+class _FairPool:
+    """asyncpg's pool behind a FifoGate: connections go to requests in order of arrival."""
 
+    def __init__(self, pool: asyncpg.Pool, size: int) -> None:
+        self._pool = pool
+        self._gate = FifoGate(size)
 
-async def _acquire(pool: asyncpg.Pool) -> Pooled:
-    with _translate_errors():
-        raw: Pooled = await pool.acquire()
-    return raw
-
-
-async def _end(pool: asyncpg.Pool, raw: Pooled, statement: str, *, quietly: bool = False) -> None:
-    """COMMIT or ROLLBACK, then give the connection back (closed by the pool if broken)."""
-    try:
+    @classmethod
+    async def open(cls, url: str, size: int, server_settings: dict[str, str]) -> _FairPool:
         with _translate_errors():
-            await raw.execute(statement)
-    except DatabaseError:
-        if not quietly:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=size,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                reset=_reset,
+                server_settings=server_settings,
+            )
+        return cls(pool, size)
+
+    async def acquire(self) -> Pooled:
+        await self._gate.acquire()
+        try:
+            with _translate_errors():
+                raw: Pooled = await self._pool.acquire()
+        except BaseException:
+            self._gate.release()
             raise
-    finally:
-        await pool.release(raw)
+        return raw
+
+    async def release(self, raw: Pooled) -> None:
+        try:
+            await self._pool.release(raw)  # closes a broken connection
+        finally:
+            self._gate.release()
+
+    async def end(self, raw: Pooled, statement: str, *, quietly: bool = False) -> None:
+        """COMMIT or ROLLBACK, then give the connection back."""
+        try:
+            with _translate_errors():
+                await raw.execute(statement)
+        except DatabaseError:
+            if not quietly:
+                raise
+        finally:
+            await self.release(raw)
+
+    async def close(self) -> None:
+        await self._pool.close()
 
 
 async def _reset(raw: asyncpg.Connection) -> None:

@@ -29,6 +29,7 @@ from service.db import (
     UniqueViolation,
 )
 from service.dialect import Dialect
+from service.fifo_gate import FifoGate
 from service.settings import Synchronous
 
 BUSY_TIMEOUT_MS = 5000
@@ -74,6 +75,8 @@ class SqliteDatabase:
         self._writer = SqliteConnection(writer)
         self._write_lock = asyncio.Lock()
         self._all_readers = readers
+        # The gate admits readers in order of arrival; behind it the queue never waits.
+        self._reader_gate = FifoGate(len(readers))
         self._idle_readers: asyncio.Queue[SqliteConnection] = asyncio.Queue()
         for reader in readers:
             self._idle_readers.put_nowait(SqliteConnection(reader))
@@ -126,7 +129,8 @@ class SqliteDatabase:
     @asynccontextmanager
     async def read(self, *, snapshot: bool = False) -> AsyncIterator[SqliteConnection]:
         """A reader connection; with `snapshot`, all statements see one consistent state."""
-        reader = await self._idle_readers.get()
+        await self._reader_gate.acquire()
+        reader = self._idle_readers.get_nowait()
         try:
             if not snapshot:
                 yield reader
@@ -141,6 +145,7 @@ class SqliteDatabase:
                 await asyncio.shield(_rollback(reader.raw))
         finally:
             self._idle_readers.put_nowait(reader)
+            self._reader_gate.release()
 
 
 async def _rollback(connection: aiosqlite.Connection) -> None:

@@ -1,0 +1,68 @@
+"""service/fifo_gate.py: a limit that admits waiters strictly in order, and survives cancels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.fifo_gate import FifoGate
+
+
+async def test_at_most_the_permits_hold_it_at_once() -> None:
+    gate, holding, most = FifoGate(3), 0, 0
+
+    async def hold() -> None:
+        nonlocal holding, most
+        await gate.acquire()
+        holding += 1
+        most = max(most, holding)
+        await asyncio.sleep(0.001)
+        holding -= 1
+        gate.release()
+
+    await asyncio.gather(*(hold() for _ in range(50)))
+    assert most == 3
+
+
+async def test_a_newcomer_never_overtakes_a_waiter() -> None:
+    """What asyncio.Queue gets wrong: a release, then a newcomer before the waiter has run."""
+    gate, order = FifoGate(1), []
+    await gate.acquire()
+
+    async def waiter(name: str) -> None:
+        await gate.acquire()
+        order.append(name)
+        gate.release()
+
+    first = asyncio.create_task(waiter("first"))
+    await asyncio.sleep(0)  # first is now queued
+    gate.release()
+    newcomer = asyncio.create_task(waiter("newcomer"))  # arrives before first has run
+    await asyncio.gather(first, newcomer)
+    assert order == ["first", "newcomer"]
+
+
+async def test_a_cancelled_waiter_leaves_its_place_and_loses_no_permit() -> None:
+    gate = FifoGate(1)
+    await gate.acquire()
+    cancelled = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    gate.release()
+    await asyncio.wait_for(gate.acquire(), 1)  # the permit came back, not to the cancelled one
+
+
+async def test_a_waiter_cancelled_just_after_its_turn_passes_the_permit_on() -> None:
+    gate = FifoGate(1)
+    await gate.acquire()
+    unlucky = asyncio.create_task(gate.acquire())
+    next_in_line = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    gate.release()  # the permit goes to `unlucky`...
+    unlucky.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await unlucky
+    await asyncio.wait_for(next_in_line, 1)
