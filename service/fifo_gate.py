@@ -32,7 +32,7 @@ class FifoGate:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a permit just as it was cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # release() may already have passed it over
                 self._waiters.remove(waiter)
             raise
 

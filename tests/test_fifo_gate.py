@@ -66,3 +66,17 @@ async def test_a_waiter_cancelled_just_after_its_turn_passes_the_permit_on() -> 
     with pytest.raises(asyncio.CancelledError):
         await unlucky
     await asyncio.wait_for(next_in_line, 1)
+
+
+async def test_a_waiter_cancelled_then_passed_over_by_a_release_still_raises_cancelled() -> None:
+    """Cancel a waiter, then release before it wakes: release() skips it (it is done), and the
+    waiter must still end with CancelledError (a deadline's 408), never another error."""
+    gate = FifoGate(1)
+    await gate.acquire()
+    waiting = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    gate.release()  # pops the cancelled waiter, finds it done, frees the permit
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait_for(gate.acquire(), 1)
