@@ -47,6 +47,10 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # One unit of work runs while the next waits for the lock at the server, ready to go.
 WRITER_CONNECTIONS = 2
 _READ_ONLY = {"default_transaction_read_only": "on"}
+# A node that stalls inside a unit of work (a paused VM, a blocked loop) would hold every
+# node's write lock: the server ends such a session, and with it the lock, after this.
+# Units of work never wait on anything but the database, so they are idle for milliseconds.
+_WRITERS = {"idle_in_transaction_session_timeout": "15s"}
 
 # Errors that say the server is gone or unreachable, not that a statement was wrong.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -57,6 +61,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. "another operation is in progress" after a break
 )
 
 
@@ -102,7 +107,7 @@ class PostgresDatabase:
     @classmethod
     async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
         """Connect the writers' pool and up to `pool_size` readers to the server at `url`."""
-        writers = await _FairPool.open(url, WRITER_CONNECTIONS, {})
+        writers = await _FairPool.open(url, WRITER_CONNECTIONS, _WRITERS)
         try:
             readers = await _FairPool.open(url, pool_size, _READ_ONLY)
         except BaseException:
@@ -119,7 +124,8 @@ class PostgresDatabase:
         """One unit of work, alone among all nodes' units of work (see the module)."""
         raw = await self._writers.acquire()
         try:
-            await raw.execute(BEGIN_UNIT_OF_WORK)
+            with _translate_errors():  # a writer waits here for the lock: a restart hits it
+                await raw.execute(BEGIN_UNIT_OF_WORK)
             yield PostgresConnection(raw)
         except BaseException:
             await asyncio.shield(self._writers.end(raw, "ROLLBACK", quietly=True))
@@ -139,7 +145,8 @@ class PostgresDatabase:
                 await asyncio.shield(self._readers.release(raw))
             return
         try:
-            await raw.execute(BEGIN_SNAPSHOT)
+            with _translate_errors():
+                await raw.execute(BEGIN_SNAPSHOT)
             yield PostgresConnection(raw)
         finally:
             await asyncio.shield(self._readers.end(raw, "ROLLBACK", quietly=True))

@@ -13,7 +13,7 @@ import aiosqlite
 import pytest
 
 from service import migrations
-from service.db import Connection, Database, DatabaseError, open_database
+from service.db import Connection, Database, DatabaseError, DatabaseUnavailable, open_database
 from service.db_sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
 from service.settings import Settings, Synchronous
 
@@ -414,3 +414,40 @@ async def test_open_creates_missing_parent_directory(tmp_path: Path) -> None:
     database = await SqliteDatabase.open(path, readers=1, synchronous=Synchronous.NORMAL)
     await database.close()
     assert path.exists()
+
+
+@pytest.mark.postgresql_only
+async def test_a_stalled_unit_of_work_cannot_hold_every_nodes_write_lock(
+    database: Database,
+) -> None:
+    """The server ends a session idle inside a transaction, and its advisory lock with it."""
+    async with database.transaction() as conn:
+        setting = await conn.fetch_one("SHOW idle_in_transaction_session_timeout")
+    assert setting is not None and setting[0] == "15s"
+
+
+@pytest.mark.postgresql_only
+async def test_a_server_restart_during_a_unit_of_work_is_database_unavailable(
+    database: Database, migrated: Settings
+) -> None:
+    """A writer waiting for the lock when the server ends its session: 503, not a 500."""
+    other = await open_database(migrated, pool_size=1)
+    try:
+        async with other.transaction() as holder:  # another node holds the write lock
+            waiting = asyncio.create_task(_insert_in_a_unit_of_work(database, "waits"))
+            await asyncio.sleep(0.2)
+            await holder.fetch_all(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND NOT granted"
+            )
+            with pytest.raises(DatabaseUnavailable):
+                await asyncio.wait_for(waiting, 5)
+    finally:
+        await other.close()
+    await asyncio.wait_for(_insert_in_a_unit_of_work(database, "after"), 5)  # recovered
+    assert await names(database) == {"after"}
+
+
+async def _insert_in_a_unit_of_work(database: Database, name: str) -> None:
+    async with database.transaction() as conn:
+        await insert(conn, name)
