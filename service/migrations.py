@@ -3,7 +3,9 @@
 Each engine's DDL is its own: `sql/sqlite/` and `sql/postgresql/` hold files with the same
 numbers and names, so a migration's id (the file name) means the same change on both.
 On PostgreSQL, nodes starting at once take turns: a session-level advisory lock, which the
-server releases if a node dies mid-migration, is held around yoyo's own lock.
+server releases if a node dies mid-migration, is held around yoyo's own lock (whose row a
+dead migrator leaves behind: the lock's holder clears it). A hand-run `yoyo apply` does
+not take the advisory lock: do not run one while nodes start.
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ def _backend(url: str, *, exclusive: bool = True) -> Iterator[Any]:
             backend.execute(f"SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
             backend.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
             backend.execute("SET lock_timeout = 0")
+            # Holding it, no other node migrates: a yoyo lock row now is a crashed
+            # migrator's, which would refuse every start until `yoyo break-lock`.
+            backend.break_lock()
         yield backend
     except (*_DRIVER_ERRORS, yoyo_errors.LockTimeout) as error:
         raise MigrationError(f"{redacted_url(url)}: {str(error).strip()}") from error

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -173,3 +174,15 @@ async def _both(a: Server, b: Server, requests: list[Req]) -> list[Reply]:
         _parallel(a.base, requests[::2]), _parallel(b.base, requests[1::2])
     )
     return [reply for half in halves for reply in half]
+
+
+def test_a_lock_row_left_by_a_crashed_migrator_does_not_block_the_next_start(
+    tmp_path: Path,
+) -> None:
+    url = str(database_of(tmp_path))
+    migrations.apply_pending(url)
+    engines.rows(url, "INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")
+    started_at = time.monotonic()
+    assert migrations.apply_pending(url) == []  # not "Process 999999 has locked this database"
+    assert time.monotonic() - started_at < 5  # yoyo would wait 10 s before refusing
+    assert engines.rows(url, "SELECT count(*) FROM yoyo_lock") == [(0,)]
