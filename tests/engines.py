@@ -92,10 +92,10 @@ def drop_session_databases() -> None:
 
 def rows(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows straight from a PostgreSQL database; `?` placeholders, as for sqlite3."""
-    with contextlib.closing(psycopg2.connect(url)) as conn:
-        with conn, conn.cursor() as cursor:  # `with conn`: committed, as another process would
-            cursor.execute(sql.replace("?", "%s"), params)
-            return list(cursor.fetchall()) if cursor.description else []
+    # `with conn` commits: a write is seen as another process's would be.
+    with contextlib.closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cursor:
+        cursor.execute(sql.replace("?", "%s"), params)
+        return list(cursor.fetchall()) if cursor.description else []
 
 
 def _migrated_template() -> str:
