@@ -42,6 +42,10 @@ class ForeignKeyViolation(IntegrityError):
     """A row refers to one that does not exist (or no longer does)."""
 
 
+class InvalidValue(DatabaseError):
+    """A value the database cannot store or compare: a NUL in text, an unencodable string."""
+
+
 class UndefinedTable(DatabaseError):
     """The statement names a table the schema does not have (migrations not applied)."""
 

@@ -26,6 +26,7 @@ from service.db import (
     DatabaseUnavailable,
     ForeignKeyViolation,
     IntegrityError,
+    InvalidValue,
     Params,
     Row,
     UndefinedTable,
@@ -225,6 +226,8 @@ def _translate_errors() -> Iterator[None]:
         raise IntegrityError(str(error)) from error
     except asyncpg.UndefinedTableError as error:
         raise UndefinedTable(str(error)) from error
+    except asyncpg.DataError as error:  # its message may quote the value: keep it out
+        raise InvalidValue(type(error).__name__) from error
     except _UNAVAILABLE as error:
         raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
     except asyncpg.PostgresError as error:

@@ -23,6 +23,7 @@ from service.db import (
     DatabaseError,
     ForeignKeyViolation,
     IntegrityError,
+    InvalidValue,
     Params,
     Row,
     UndefinedTable,
@@ -50,6 +51,8 @@ class SqliteConnection:
             return list(await self.raw.execute_fetchall(sql, params or {}))
         except sqlite3.Error as error:
             raise _translated(error) from error
+        except UnicodeEncodeError as error:  # a lone surrogate cannot become UTF-8
+            raise InvalidValue(type(error).__name__) from error
 
     async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
         rows = await self.fetch_all(sql, params)
@@ -60,6 +63,8 @@ class SqliteConnection:
             cursor = await self.raw.execute(sql, params or {})
         except sqlite3.Error as error:
             raise _translated(error) from error
+        except UnicodeEncodeError as error:
+            raise InvalidValue(type(error).__name__) from error
         try:
             return cursor.rowcount
         finally:

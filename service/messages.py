@@ -88,6 +88,10 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Ресурс изменился: его ETag не совпадает с If-Match",
     ),
     "not_ready": ("The service is not ready: {reason}", "Сервис не готов: {reason}"),
+    "invalid_value": (
+        "The request holds a value that cannot be stored, such as a NUL character",
+        "Запрос содержит значение, которое нельзя сохранить, например символ NUL",
+    ),
     "database_unavailable": (
         "The database cannot be reached; try again shortly",
         "База данных недоступна; повторите запрос позже",

@@ -15,7 +15,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from loguru import logger
 
 from service import keys, log, messages
-from service.db import DatabaseUnavailable
+from service.db import DatabaseUnavailable, InvalidValue
 from service.errors import ApiError, problem_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,6 +67,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         # The client went away, broke off its body or mis-encoded it (a Content-Encoding
         # that does not inflate): a client error, nothing to log as a server error.
         return problem_response(ApiError("incomplete_body", status=400), _language(request))
+    except InvalidValue as error:  # what validation let through and the database refused
+        where = f"{request.method} {log.escape(request.path)}"
+        logger.warning(f"The database refused a value in {where}: {error}")
+        return problem_response(ApiError("invalid_value", status=400), _language(request))
     except DatabaseUnavailable as error:  # the server restarting, or the network: retryable
         logger.error(
             f"Database unavailable in {request.method} {log.escape(request.path)}: {error}"

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from service import keys
 from service.app import create_app
-from service.db import Database, DatabaseUnavailable
+from service.db import Database, DatabaseUnavailable, InvalidValue
 from service.queries import products
 from service.settings import Settings
 from tests.conftest import ClientFactory, log_lines
@@ -201,3 +202,49 @@ async def test_an_unreachable_database_is_a_retryable_503_not_a_500(
     assert response.headers["Retry-After"] == "5"
     assert "database" in body["detail"].lower()
     assert any("Database unavailable in GET /products/" in line for line in log_lines(migrated))
+
+
+async def test_a_session_id_or_username_with_a_nul_names_nothing(
+    client: Client, database: Database
+) -> None:
+    """PostgreSQL cannot even compare text holding a NUL: such names must not reach it."""
+    root = await make_user(database, "root", is_superuser=True)
+    headers = await auth(database, root.id)
+    for path in ("/users/me/sessions/ab%00c", "/users/al%00ice", "/users/al%ED%A0%80ice"):
+        response = await client.request(
+            "DELETE" if "sessions" in path else "GET", URL(path, encoded=True), headers=headers
+        )
+        await problem(response, 404)
+
+
+async def test_a_value_the_database_refuses_is_a_400_not_a_500(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(*_: Any, **__: Any) -> Any:
+        raise InvalidValue("CharacterNotInRepertoireError")
+
+    monkeypatch.setattr(products, "list_products", refused)
+    body = await problem(await client.get("/products/"), 400)
+    assert "NUL" in body["detail"]
+
+
+async def test_a_user_agent_with_undecodable_bytes_still_logs_in(
+    client: Client, database: Database
+) -> None:
+    """aiohttp keeps such bytes as lone surrogates, which no database can store as text."""
+    await make_user(database, "alice")
+    form = f"username=alice&password={PASSWORD}".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"POST /login/access-token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"User-Agent: probe\xff\xfe\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        + f"Content-Length: {len(form)}\r\n\r\n".encode()
+        + form
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    async with database.read() as conn:
+        stored = await conn.fetch_all("SELECT user_agent FROM sessions")
+    assert "probe\ufffd\ufffd" in [row[0] for row in stored]

@@ -100,7 +100,7 @@ async def _open_session(request: web.Request, conn: Connection, user: User) -> t
         user_id=user.id,
         refresh_token_hash=tokens.refresh_token_hash(refresh_token),
         expires_at=_refresh_expiry(request),
-        user_agent=request.headers.get("User-Agent", "")[:_MAX_USER_AGENT] or None,
+        user_agent=_printable(request.headers.get("User-Agent", ""))[:_MAX_USER_AGENT] or None,
         client=request.remote,
     )
     return session_id, refresh_token
@@ -222,6 +222,11 @@ async def _authenticate(request: web.Request, username: str, password: str) -> U
                 conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
             )
     return user
+
+
+def _printable(header: str) -> str:
+    """A header as text we can store: aiohttp keeps undecodable bytes as lone surrogates."""
+    return header.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _throttled_name(username: str) -> str:

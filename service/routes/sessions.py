@@ -11,6 +11,7 @@ from aiohttp_apispec import docs, response_schema
 from service import keys
 from service.auth import Access, current_session, current_user, requires
 from service.errors import NotFound
+from service.ids import is_token_id
 from service.openapi import error_responses
 from service.queries import sessions
 from service.queries.sessions import Session
@@ -51,12 +52,12 @@ async def list_my_sessions(request: web.Request) -> web.Response:
 @requires(Access.USER)
 async def end_my_session(request: web.Request) -> web.Response:
     me = current_user(request)
+    session_id = request.match_info["session_id"]
+    if not is_token_id(session_id):
+        raise NotFound("session_not_found")
     async with request.app[keys.DATABASE].transaction() as conn:
         ended = await sessions.end_session(
-            conn,
-            session_id=request.match_info["session_id"],
-            user_id=me.id,
-            now=time.time(),
+            conn, session_id=session_id, user_id=me.id, now=time.time()
         )
     if not ended:
         raise NotFound("session_not_found")

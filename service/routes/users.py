@@ -25,6 +25,7 @@ from service.schemas.users import (
     UserPageSchema,
     UserSchema,
     UserUpdateSchema,
+    username_problem,
 )
 
 routes = web.RouteTableDef()
@@ -172,8 +173,10 @@ async def read_user(request: web.Request) -> web.Response:
         return json_response(user_json(me))
     if not me.is_superuser:
         raise Forbidden("not_enough_privileges")
-    async with request.app[keys.DATABASE].read() as conn:
-        user = await users.get_by_username(conn, username=username)
+    user = None
+    if username_problem(username) is None:  # anything else names no one (a NUL, say)
+        async with request.app[keys.DATABASE].read() as conn:
+            user = await users.get_by_username(conn, username=username)
     if user is None:
         raise NotFound("user_not_found")
     return json_response(user_json(user))
