@@ -50,10 +50,11 @@ def equals_ignoring_case(dialect: Dialect, column: str, param: str) -> str:
     """A condition: `column` equals the parameter `param`, ignoring ASCII case.
 
     SQLite declares the column COLLATE NOCASE, so plain `=` ignores case and uses the
-    unique index; PostgreSQL's unique index is on lower(column), which this matches.
+    unique index; PostgreSQL's unique index is on lower(column COLLATE "C"), which this
+    matches: "C" folds ASCII only, whatever the database's locale (Turkish I, say).
     """
     if dialect is Dialect.POSTGRESQL:
-        return f"lower({column}) = lower(:{param})"
+        return f'lower({column} COLLATE "C") = lower(:{param} COLLATE "C")'
     return f"{column} = :{param}"
 
 

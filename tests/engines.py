@@ -110,12 +110,12 @@ def _migrated_template() -> str:
 
 
 def _admin(statement: str) -> None:
-    with _admin_connection() as conn, conn.cursor() as cursor:
+    with admin_connection() as conn, conn.cursor() as cursor:
         cursor.execute(statement)
 
 
 @contextlib.contextmanager
-def _admin_connection() -> Iterator[psycopg2.extensions.connection]:
+def admin_connection() -> Iterator[psycopg2.extensions.connection]:
     conn = psycopg2.connect(ADMIN_URL)
     conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -186,3 +187,23 @@ def test_a_lock_row_left_by_a_crashed_migrator_does_not_block_the_next_start(
     assert migrations.apply_pending(url) == []  # not "Process 999999 has locked this database"
     assert time.monotonic() - started_at < 5  # yoyo would wait 10 s before refusing
     assert engines.rows(url, "SELECT count(*) FROM yoyo_lock") == [(0,)]
+
+
+def test_usernames_fold_ascii_only_whatever_the_database_locale(tmp_path: Path) -> None:
+    """Under a Turkish locale lower('ADMIN') is 'admın': the index and the match use "C"."""
+    database = f"svc_turkish_{os.getpid()}"
+    with engines.admin_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            f"CREATE DATABASE {database} TEMPLATE template0 "
+            "LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8'"
+        )
+    try:
+        url = engines.url_of(database)
+        with started(tmp_path, DATABASE_URL=url) as node:
+            wait_until_ready(node)
+            assert signup(node, "admin") == 201
+            assert signup(node, "ADMIN") == 409
+            assert login(node, "ADMIN", PASSWORD)[0] == 200
+    finally:
+        with engines.admin_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -1,6 +1,7 @@
 -- Users and login throttling, as in sql/sqlite/0002. SQLite's COLLATE NOCASE becomes a
--- unique index on lower(username): usernames are ASCII, so the two agree, and the query
--- modules match usernames with lower() here (service/dialect.py).
+-- unique index on lower(username COLLATE "C"), which folds ASCII only, as NOCASE does,
+-- whatever the database's locale (under a Turkish one, plain lower('ADMIN') is 'admın').
+-- service/dialect.py matches usernames with the same expression, so the index serves it.
 
 CREATE TABLE users (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -15,7 +16,7 @@ CREATE TABLE users (
     updated_at TEXT NOT NULL
 );
 
-CREATE UNIQUE INDEX users_username_key ON users (lower(username));
+CREATE UNIQUE INDEX users_username_key ON users (lower(username COLLATE "C"));
 
 CREATE TABLE login_failures (
     username TEXT NOT NULL,
