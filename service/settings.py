@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -53,7 +53,7 @@ class Settings:
     port: int = 8000
     database_path: Path = Path("./products.db")
     # Set: the service runs on this PostgreSQL server instead of the SQLite file.
-    postgres_url: str | None = None
+    postgres_url: str | None = field(default=None, repr=False)  # may hold a password
     database_pool_size: int = 10
     database_synchronous: Synchronous = Synchronous.NORMAL
     database_readers: int = 2
@@ -64,7 +64,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     request_timeout_seconds: float = 30.0
     keepalive_timeout_seconds: float = 75.0  # above common proxies' 60 s upstream keep-alive
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     access_token_expire_minutes: int = 60
     refresh_token_expire_days: float = 14.0
     session_purge_interval_seconds: float = 600.0
@@ -192,6 +192,7 @@ def _database_url(raw: str) -> str:
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return url
     if url.startswith("postgresql://") and urlsplit(url).path.strip("/"):
+        urlsplit(url).port  # noqa: B018 (raises ValueError for a port that is not a number)
         return url
     raise ValueError(
         "expected sqlite:///relative/file.db, sqlite:////absolute/file.db "

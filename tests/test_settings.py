@@ -246,3 +246,14 @@ def test_a_password_in_the_url_is_redacted_for_display() -> None:
         redacted_url("postgresql://app:s3cret@db:5432/shop") == "postgresql://app:***@db:5432/shop"
     )
     assert redacted_url("postgresql://app@db/shop") == "postgresql://app@db/shop"
+
+
+def test_a_port_that_is_not_a_number_is_refused_and_secrets_stay_out_of_repr() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        Settings.from_env(
+            {"DATABASE_URL": "postgresql://app:pw@db:abc/shop", "SECRET_KEY": GOOD_KEY}
+        )
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://app:hunter2@db/shop", "SECRET_KEY": GOOD_KEY}
+    )
+    assert "hunter2" not in repr(settings) and GOOD_KEY not in repr(settings)
