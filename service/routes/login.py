@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import time
 
@@ -49,7 +50,8 @@ _MAX_USER_AGENT = 256
 async def login_access_token(request: web.Request) -> web.Response:
     form = request["form"]
     username, password = form["username"], form["password"]
-    throttle_key = {"username": _throttled_name(username), "client": request.remote or ""}
+    throttled = _throttled_name(username, request.app[keys.TOKEN_KEY])
+    throttle_key = {"username": throttled, "client": request.remote or ""}
     async with request.app[keys.DATABASE].read() as conn:
         _refuse_if_locked(await _seconds_locked(request, conn, throttle_key))  # spare the hash
     user = await _authenticate(request, username, password)
@@ -229,15 +231,17 @@ def _printable(header: str) -> str:
     return header.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _throttled_name(username: str) -> str:
-    """The name failures are counted under: a username in lower case, anything else hashed.
+def _throttled_name(username: str, key: str) -> str:
+    """The name failures are counted under: a username in lower case, anything else keyed.
 
-    Not a username may be a password typed into the wrong field, which must not be stored,
-    or hold a NUL, which PostgreSQL cannot store; `#` keeps hashes apart from usernames.
+    Not a username may be a password typed into the wrong field, which must not be stored
+    (an HMAC under the signing key, so a stolen table cannot be guessed through offline),
+    or hold a NUL, which PostgreSQL cannot store; `#` keeps these apart from usernames.
     """
     if username_problem(username) is None:
         return username.lower()
-    return "#" + hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+    typed = username.encode("utf-8", "surrogatepass")
+    return "#" + hmac.new(key.encode(), typed, hashlib.sha256).hexdigest()
 
 
 async def _seconds_locked(
