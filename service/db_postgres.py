@@ -7,8 +7,9 @@ If-Match) holds without row locks or SERIALIZABLE retries. The lock is released 
 or ROLLBACK, and by the server if a node dies. Reads take no lock and scale across nodes.
 
 As with SQLite's writer and readers, there are two pools: a small one for units of work
-(they run one at a time anyway) and DATABASE_POOL_SIZE read-only connections for reads,
-which the server refuses to let write.
+(they run one at a time anyway) and DATABASE_POOL_SIZE read-only connections for reads:
+`default_transaction_read_only` makes the server refuse a write slipped into a read. It
+guards against our own mistakes; it is a session default, not a permission.
 """
 
 from __future__ import annotations
