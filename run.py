@@ -16,6 +16,7 @@ from loguru import logger
 
 from service import copy_to_postgres, create_superuser, keepalive, migrations, tokens, workers
 from service.app import create_app
+from service.db import DatabaseError
 from service.settings import EventLoop, Settings, SettingsError, redacted_url
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
@@ -82,6 +83,15 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     app = create_app(settings)
     app.on_startup.append(_stop_gracefully_on_signals)
     keepalive.install()
+    try:
+        _run_app(app, settings, reuse_port=reuse_port)
+    except DatabaseError as error:  # the pool could not open: the start fails, plainly
+        print(f"error: the database: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_app(app: web.Application, settings: Settings, *, reuse_port: bool) -> None:
     web.run_app(
         app,
         loop=_new_event_loop(settings.event_loop),
@@ -98,7 +108,6 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         reuse_port=reuse_port or None,
         handle_signals=False,  # _stop_gracefully_on_signals does it, once
     )
-    return 0
 
 
 def lingering_seconds(settings: Settings) -> float:

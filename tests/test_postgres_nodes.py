@@ -207,3 +207,11 @@ def test_usernames_fold_ascii_only_whatever_the_database_locale(tmp_path: Path) 
     finally:
         with engines.admin_connection() as conn, conn.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def test_a_url_option_only_libpq_knows_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    """Migrations (libpq) accept keepalives_idle; asyncpg sends it to the server as a setting."""
+    url = f"{database_of(tmp_path)}?keepalives_idle=30"
+    with started(tmp_path, DATABASE_URL=url) as node:
+        assert node.process.wait(timeout=30) == 1
+    assert "error: the database:" in node.stderr() and "Traceback" not in node.stderr()
