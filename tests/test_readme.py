@@ -228,7 +228,13 @@ def run_shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.Comple
 def spawn(tmp_path: Path, command: str, port: int, **env: str) -> Server:
     """A README command that serves until stopped, in its own process group."""
     environ = environment(tmp_path, **env)
-    stderr_path = tmp_path / f"stderr-{port}.txt"
+    return _spawned(tmp_path, command, port, environ, Path(environ["DATABASE_PATH"]))
+
+
+def _spawned(
+    home: Path, command: str, port: int, environ: dict[str, str], database: Path | str
+) -> Server:
+    stderr_path = home / f"stderr-{port}.txt"
     with stderr_path.open("wb") as output:
         process = subprocess.Popen(
             ["bash", "-c", command],
@@ -239,9 +245,7 @@ def spawn(tmp_path: Path, command: str, port: int, **env: str) -> Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Server(
-        process, port, stderr_path, Path(environ["LOG_FILE"]), Path(environ["DATABASE_PATH"])
-    )
+    return Server(process, port, stderr_path, Path(environ["LOG_FILE"]), database)
 
 
 Stopper = Callable[..., int]
@@ -748,18 +752,7 @@ def _start_node(tmp_path: Path, command: Command, url: str) -> Server:
     for name in ("DATABASE_PATH", "DATABASE_URL", "SECRET_KEY"):  # the command sets them
         env.pop(name, None)
     home.mkdir()
-    stderr_path = home / f"stderr-{port}.txt"
-    with stderr_path.open("wb") as output:
-        process = subprocess.Popen(
-            ["bash", "-c", text],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Server(process, port, stderr_path, Path(env["LOG_FILE"]), url)
+    return _spawned(home, text, port, env, url)
 
 
 def _nodes_serve_as_one(first: Server, second: Server) -> None:
