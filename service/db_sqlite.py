@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -47,24 +47,16 @@ class SqliteConnection:
         self.raw = raw
 
     async def fetch_all(self, sql: str, params: Params | None = None) -> Sequence[Row]:
-        try:
+        with _translate_errors():
             return list(await self.raw.execute_fetchall(sql, params or {}))
-        except sqlite3.Error as error:
-            raise _translated(error) from error
-        except UnicodeEncodeError as error:  # a lone surrogate cannot become UTF-8
-            raise InvalidValue(type(error).__name__) from error
 
     async def fetch_one(self, sql: str, params: Params | None = None) -> Row | None:
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
-        try:
+        with _translate_errors():
             cursor = await self.raw.execute(sql, params or {})
-        except sqlite3.Error as error:
-            raise _translated(error) from error
-        except UnicodeEncodeError as error:
-            raise InvalidValue(type(error).__name__) from error
         try:
             return cursor.rowcount
         finally:
@@ -157,6 +149,16 @@ async def _rollback(connection: aiosqlite.Connection) -> None:
     # OperationalError: COMMIT had already completed, or BEGIN never ran: nothing to undo.
     with contextlib.suppress(sqlite3.OperationalError):
         await connection.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise _translated(error) from error
+    except UnicodeEncodeError as error:  # a lone surrogate cannot become UTF-8
+        raise InvalidValue(type(error).__name__) from error
 
 
 def _translated(error: sqlite3.Error) -> DatabaseError:
