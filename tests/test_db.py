@@ -12,10 +12,16 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from service import migrations
-from service.db import Connection, Database, DatabaseError, DatabaseUnavailable, open_database
-from service.db_sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
-from service.settings import Settings, Synchronous
+from service.db import (
+    Connection,
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    migrations,
+    open_database,
+)
+from service.db.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, Synchronous
+from service.settings import Settings
 
 NOW = "2026-01-01T00:00:00+00:00"
 INSERT = (

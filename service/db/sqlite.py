@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import aiosqlite
 
-from service.db import (
+from service.db.dialect import Dialect
+from service.db.fifo_gate import FifoGate
+from service.db.interface import (
     DatabaseError,
     ForeignKeyViolation,
     IntegrityError,
@@ -29,11 +32,15 @@ from service.db import (
     UndefinedTable,
     UniqueViolation,
 )
-from service.dialect import Dialect
-from service.fifo_gate import FifoGate
-from service.settings import Synchronous
 
 BUSY_TIMEOUT_MS = 5000
+
+
+class Synchronous(enum.StrEnum):
+    """SQLite's `PRAGMA synchronous` choices that keep acknowledged writes."""
+
+    NORMAL = "NORMAL"
+    FULL = "FULL"
 
 
 class SqliteConnection:
