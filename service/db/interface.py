@@ -51,7 +51,7 @@ class UndefinedTable(DatabaseError):
 
 
 class DatabaseUnavailable(DatabaseError):
-    """The database server cannot be reached, or the connection broke."""
+    """The database cannot serve now (unreachable, connection broken, locked): retry later."""
 
 
 class Row(Protocol):
