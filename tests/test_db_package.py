@@ -25,7 +25,7 @@ INTERFACE_NAMES = (
 
 
 def modules_under(root: Path, top: str) -> dict[str, Path]:
-    """Every module of the package `top` in `root`, by dotted name (a package by its own)."""
+    """Every module of the package `top` in `root`, by dotted name (a package: its own name)."""
     found = {}
     for path in sorted((root / top).rglob("*.py")):
         parts = path.relative_to(root).with_suffix("").parts
