@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 from loguru import logger
 
-from service import copy_to_postgres, create_superuser, keepalive, migrations, tokens, workers
+from service import create_superuser, keepalive, tokens, workers
 from service.app import create_app
-from service.db import DatabaseError
+from service.db import DatabaseError, copy_to_postgres, migrations
 from service.settings import EventLoop, Settings, SettingsError, redacted_url
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM

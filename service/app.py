@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from service import housekeeping, keys, log, middlewares, migrations, protocol_errors, tokens
+from service import housekeeping, keys, log, middlewares, protocol_errors, tokens
 from service.auth import authenticate
-from service.db import open_database
+from service.db import migrations, open_database
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
 from service.routes import health, login, products, sessions, users

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 
 from pwdlib import PasswordHash
 
-from service import migrations
-from service.db import DatabaseError, open_database
+from service.db import DatabaseError, migrations, open_database
 from service.queries import users
 from service.queries.users import UsernameTaken
 from service.schemas.users import username_problem

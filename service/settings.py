@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from service.dialect import Dialect
+from service.db.dialect import Dialect
+from service.db.sqlite import Synchronous
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.StrEnum)
@@ -36,13 +37,6 @@ class EventLoop(enum.StrEnum):
 
     ASYNCIO = "asyncio"
     UVLOOP = "uvloop"
-
-
-class Synchronous(enum.StrEnum):
-    """SQLite's `PRAGMA synchronous` choices that keep acknowledged writes."""
-
-    NORMAL = "NORMAL"
-    FULL = "FULL"
 
 
 @dataclass(frozen=True, slots=True)

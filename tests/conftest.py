@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service import migrations
 from service.app import create_app
-from service.db import Database, open_database
-from service.dialect import Dialect
+from service.db import Database, migrations, open_database
+from service.db.dialect import Dialect
 from service.settings import Settings
 from tests import engines
 

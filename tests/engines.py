@@ -22,8 +22,8 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from service import migrations
-from service.dialect import Dialect
+from service.db import migrations
+from service.db.dialect import Dialect
 from service.settings import redacted_url
 
 ENGINE = Dialect(os.environ.get("TEST_ENGINE", "sqlite").strip() or "sqlite")

@@ -26,11 +26,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yoyo import get_backend, read_migrations
 
-from service import copy_to_postgres, migrations
 from service.app import create_app
 from service.create_superuser import create_superuser
-from service.db_postgres import WRITE_LOCK_KEY
-from service.dialect import Dialect
+from service.db import copy_to_postgres, migrations
+from service.db.dialect import Dialect
+from service.db.postgres import WRITE_LOCK_KEY
 from service.settings import Settings, redacted_url
 from tests import engines
 from tests.conftest import TEST_SECRET_KEY

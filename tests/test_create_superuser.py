@@ -13,10 +13,9 @@ from typing import Any
 
 from pwdlib import PasswordHash
 
-from service import migrations
 from service.app import create_app
 from service.create_superuser import create_superuser
-from service.db import open_database
+from service.db import migrations, open_database
 from service.queries import users
 from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY

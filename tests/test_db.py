@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import threading
 import time
@@ -11,11 +12,21 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
-from service import migrations
-from service.db import Connection, Database, DatabaseError, DatabaseUnavailable, open_database
-from service.db_sqlite import BUSY_TIMEOUT_MS, SqliteDatabase
-from service.settings import Settings, Synchronous
+from service.db import (
+    Connection,
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    migrations,
+    open_database,
+)
+from service.db.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, Synchronous
+from service.settings import Settings
+from tests.conftest import log_lines
 
 NOW = "2026-01-01T00:00:00+00:00"
 INSERT = (
@@ -135,6 +146,93 @@ async def test_a_unit_of_work_waits_for_another_process_writing(
     async with database.transaction() as conn:
         await insert(conn, "next")
     assert names_sync(migrated.database_path) == {"waited", "next"}
+
+
+# --- locked out, or refused at COMMIT --------------------------------------------------------
+
+SHORT_BUSY_TIMEOUT_MS = 50  # what a unit of work waits for the other process, in these tests
+
+
+@SQLITE_FILE
+async def test_still_locked_after_the_busy_timeout_is_database_unavailable(
+    migrated: Settings,
+) -> None:
+    """Another process keeps SQLite's write lock past busy_timeout: retryable, not a failure."""
+    database = await SqliteDatabase.open(
+        migrated.database_path,
+        readers=1,
+        synchronous=Synchronous.NORMAL,
+        busy_timeout_ms=SHORT_BUSY_TIMEOUT_MS,
+    )
+    try:
+        other = sqlite3.connect(migrated.database_path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # held for the whole attempt
+            ran: list[str] = []
+            with pytest.raises(DatabaseUnavailable, match="database is locked"):
+                async with database.transaction() as conn:
+                    ran.append("block")
+                    await insert(conn, "locked out")
+            assert ran == []  # the block never started: nothing was written
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert names_sync(migrated.database_path) == set()
+        async with database.transaction() as conn:  # the writer is not left in a transaction
+            await insert(conn, "after")
+    finally:
+        await database.close()
+    assert names_sync(migrated.database_path) == {"after"}
+
+
+@SQLITE_FILE
+async def test_a_commit_the_database_refuses_is_translated_and_rolled_back(
+    database: Database, migrated: Settings
+) -> None:
+    """COMMIT runs inside the error translation too; what it refused is not left half-done."""
+    with pytest.raises(ForeignKeyViolation, match="FOREIGN KEY"):
+        async with database.transaction() as conn:
+            await conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT instead
+            await insert(conn, "half")
+            await conn.execute(
+                "INSERT INTO spent_refresh_tokens (token_hash, session_id) "
+                "VALUES ('hash', 'no-such-session')"
+            )
+    assert names_sync(migrated.database_path) == set()
+    async with database.transaction() as conn:
+        await insert(conn, "after")
+    assert names_sync(migrated.database_path) == {"after"}
+
+
+@SQLITE_FILE
+async def test_a_write_locked_out_through_http_is_a_503_with_retry_after(
+    client: TestClient[web.Request, web.Application],
+    migrated: Settings,
+) -> None:
+    """A request's unit of work that cannot get the write lock (another worker process holds
+    it past the app's busy timeout, 5 s) is told to retry, and has written nothing."""
+    other = sqlite3.connect(migrated.database_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        locked_out = await client.post("/products/", json={"name": "Tea", "price": 4.5})
+        text = await locked_out.text()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert locked_out.status == 503, text
+    assert locked_out.content_type == "application/problem+json"
+    assert locked_out.headers["Retry-After"] == "5"
+    body = json.loads(text)
+    assert body["status"] == 503
+    assert body["detail"] == "The database cannot be reached; try again shortly"
+    assert names_sync(migrated.database_path) == set()
+    assert any(
+        "Database unavailable in POST /products/: database is locked" in line
+        for line in log_lines(migrated)
+    )
+    retried = await client.post("/products/", json={"name": "Tea", "price": 4.5})
+    assert retried.status == 201, await retried.text()
+    assert names_sync(migrated.database_path) == {"Tea"}
 
 
 # --- cancellation -------------------------------------------------------------------------

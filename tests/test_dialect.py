@@ -1,4 +1,4 @@
-"""service/dialect.py: the few places where the engines' SQL differs."""
+"""service/db/dialect.py: the few places where the engines' SQL differs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from service.dialect import (
+from service.db.dialect import (
     Dialect,
     contains,
     equals_ignoring_case,

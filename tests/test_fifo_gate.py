@@ -1,4 +1,4 @@
-"""service/fifo_gate.py: a limit that admits waiters strictly in order, and survives cancels."""
+"""service/db/fifo_gate.py: a limit that admits waiters strictly in order, and survives cancels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from service.fifo_gate import FifoGate
+from service.db.fifo_gate import FifoGate
 
 
 async def test_at_most_the_permits_hold_it_at_once() -> None:

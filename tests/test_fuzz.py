@@ -35,9 +35,9 @@ import requests
 import schemathesis
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from service import migrations, tokens
+from service import tokens
 from service.app import create_app
-from service.db import open_database
+from service.db import migrations, open_database
 from service.queries import sessions as session_queries
 from service.queries import users as user_queries
 from service.queries.users import UsernameTaken

@@ -13,10 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yoyo import get_backend, read_migrations
 
-from service import migrations
 from service.app import create_app
-from service.db_sqlite import SqliteConnection
-from service.dialect import Dialect
+from service.db import migrations
+from service.db.dialect import Dialect
+from service.db.sqlite import SqliteConnection
 from service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from service import migrations
-from service.dialect import Dialect
+from service.db import migrations
+from service.db.dialect import Dialect
 from tests import engines
 from tests.helpers_process import (
     REPO_ROOT,

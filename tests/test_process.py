@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from service import migrations
+from service.db import migrations
 from tests import engines
 from tests.helpers_process import (
     REPO_ROOT,

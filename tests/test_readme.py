@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from service import migrations
 from service.app import create_app
-from service.dialect import Dialect
+from service.db import migrations
+from service.db.dialect import Dialect
 from service.settings import Settings
 from tests import engines
 from tests.helpers_process import (

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from service.dialect import Dialect
+from service.db.dialect import Dialect
+from service.db.sqlite import Synchronous
 from service.settings import (
     EventLoop,
     ProductWriteAccess,
     Settings,
     SettingsError,
-    Synchronous,
     redacted_url,
 )
 

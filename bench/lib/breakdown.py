@@ -36,7 +36,7 @@ def category(frames: list[str]) -> str:
         return "JSON serialisation"
     if has("_read_from_self"):
         return "SQL: aiosqlite thread hop (self-pipe wake-up)"
-    if has("aiosqlite/") or has("service/db.py") or has("service/queries/"):
+    if has("aiosqlite/") or has("service/db/sqlite.py") or has("service/queries/"):
         return "SQL: aiosqlite calls, reader pool, row mapping (loop side)"
     if has("webargs/") or has("marshmallow/") or has("service/jsonbody.py"):
         return "validation: webargs/marshmallow, JSON body parsing"

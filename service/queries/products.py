@@ -8,7 +8,7 @@ from typing import Final
 
 from service.clock import utc_now
 from service.db import Connection, Row, returned
-from service.dialect import contains
+from service.db.dialect import contains
 
 
 @dataclass(frozen=True, slots=True)

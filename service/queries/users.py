@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from service.clock import utc_now
 from service.db import Connection, Row, UniqueViolation, returned
-from service.dialect import equals_ignoring_case
+from service.db.dialect import equals_ignoring_case
 
 
 class UsernameTaken(Exception):

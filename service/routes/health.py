@@ -6,7 +6,8 @@ from aiohttp import web
 from aiohttp_apispec import docs
 from marshmallow import Schema, fields
 
-from service import keys, migrations
+from service import keys
+from service.db import migrations
 from service.errors import ServiceUnavailable
 from service.openapi import error_responses
 from service.responses import json_response

@@ -1,4 +1,4 @@
-"""PostgreSQL through an asyncpg connection pool, with the guarantees of service.db.
+"""PostgreSQL through an asyncpg connection pool, with the guarantees of service.db.interface.
 
 Units of work never interleave, on one node or across many: each transaction first takes
 one transaction-scoped advisory lock, so writers run one at a time as on SQLite, and every
@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
-from service.db import (
+from service.db.dialect import Dialect, numbered_placeholders, positional
+from service.db.fifo_gate import FifoGate
+from service.db.interface import (
     DatabaseError,
     DatabaseUnavailable,
     ForeignKeyViolation,
@@ -33,8 +35,6 @@ from service.db import (
     UndefinedTable,
     UniqueViolation,
 )
-from service.dialect import Dialect, numbered_placeholders, positional
-from service.fifo_gate import FifoGate
 
 if TYPE_CHECKING:  # generic only in the stubs
     from asyncpg.pool import PoolConnectionProxy

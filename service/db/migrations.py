@@ -20,11 +20,11 @@ import psycopg2
 from yoyo import exceptions as yoyo_errors
 from yoyo import get_backend, read_migrations
 
-from service.db import Connection, DatabaseError, UndefinedTable
-from service.dialect import Dialect
+from service.db.dialect import Dialect
+from service.db.interface import Connection, DatabaseError, UndefinedTable
 from service.settings import redacted_url
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # pg_advisory_lock's key for "migrating"; distinct from the units of work's key.
 MIGRATION_LOCK_KEY = 0x5E_ED_0002
 MIGRATION_LOCK_TIMEOUT = "120s"  # a node waits this long for another node's migration

@@ -5,13 +5,15 @@ write. Every write runs in `BEGIN IMMEDIATE ... COMMIT` while holding an asyncio
 shared aiosqlite connection would otherwise interleave two coroutines' transactions (one's
 COMMIT would commit the other's half-done work). `BEGIN IMMEDIATE` also takes SQLite's
 write lock at once, so writers in other processes wait in `busy_timeout` instead of
-failing later with "database is locked".
+failing later with "database is locked". One still waiting when the timeout ends gets
+DatabaseUnavailable (503 with Retry-After), as does every "locked" or "busy" answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,8 +21,11 @@ from pathlib import Path
 
 import aiosqlite
 
-from service.db import (
+from service.db.dialect import Dialect
+from service.db.fifo_gate import FifoGate
+from service.db.interface import (
     DatabaseError,
+    DatabaseUnavailable,
     ForeignKeyViolation,
     IntegrityError,
     InvalidValue,
@@ -29,11 +34,17 @@ from service.db import (
     UndefinedTable,
     UniqueViolation,
 )
-from service.dialect import Dialect
-from service.fifo_gate import FifoGate
-from service.settings import Synchronous
 
 BUSY_TIMEOUT_MS = 5000
+# SQLite's answers that say "another connection holds the lock": retryable, not a failure.
+_UNAVAILABLE = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+class Synchronous(enum.StrEnum):
+    """SQLite's `PRAGMA synchronous` choices that keep acknowledged writes."""
+
+    NORMAL = "NORMAL"
+    FULL = "FULL"
 
 
 class SqliteConnection:
@@ -79,15 +90,25 @@ class SqliteDatabase:
             self._idle_readers.put_nowait(SqliteConnection(reader))
 
     @classmethod
-    async def open(cls, path: Path, *, readers: int, synchronous: Synchronous) -> SqliteDatabase:
-        """Open the writer and `readers` reader connections to the file at `path`."""
+    async def open(
+        cls,
+        path: Path,
+        *,
+        readers: int,
+        synchronous: Synchronous,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> SqliteDatabase:
+        """Open the writer and `readers` reader connections to the file at `path`.
+
+        `busy_timeout_ms`: how long a statement waits for another process's lock.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path, synchronous)
+        writer = await _connect(path, synchronous, busy_timeout_ms)
         opened = [writer]
         try:
             await writer.execute_fetchall("PRAGMA journal_mode = WAL")
             for _ in range(readers):
-                reader = await _connect(path, synchronous)
+                reader = await _connect(path, synchronous, busy_timeout_ms)
                 opened.append(reader)
                 await reader.execute_fetchall("PRAGMA query_only = ON")
         except BaseException:
@@ -116,9 +137,11 @@ class SqliteDatabase:
                 # Inside the try: a task cancelled while BEGIN waits in busy_timeout (another
                 # process writing) leaves BEGIN to finish on aiosqlite's thread; the ROLLBACK
                 # queued behind it undoes it instead of wedging the next unit of work.
-                await self._writer.raw.execute("BEGIN IMMEDIATE")
+                with _translate_errors():  # "database is locked" after busy_timeout: a 503
+                    await self._writer.raw.execute("BEGIN IMMEDIATE")
                 yield self._writer
-                await asyncio.shield(self._writer.raw.execute("COMMIT"))
+                with _translate_errors():
+                    await asyncio.shield(self._writer.raw.execute("COMMIT"))
             except BaseException:
                 await asyncio.shield(_rollback(self._writer.raw))
                 raise
@@ -172,15 +195,21 @@ def _translated(error: sqlite3.Error) -> DatabaseError:
         return IntegrityError(message)
     if message.startswith("no such table"):
         return UndefinedTable(message)
+    # Errors the sqlite3 module raises itself (a closed connection) carry no code. The
+    # primary code is the low byte: SQLITE_BUSY_SNAPSHOT is a SQLITE_BUSY too.
+    if (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE:
+        return DatabaseUnavailable(message)
     return DatabaseError(message)
 
 
-async def _connect(path: Path, synchronous: Synchronous) -> aiosqlite.Connection:
+async def _connect(
+    path: Path, synchronous: Synchronous, busy_timeout_ms: int
+) -> aiosqlite.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves (it cannot be changed later).
     connection = await aiosqlite.connect(path, isolation_level=None)
     try:
         connection.row_factory = sqlite3.Row
-        await connection.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await connection.execute_fetchall(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         await connection.execute_fetchall("PRAGMA foreign_keys = ON")
         await connection.execute_fetchall(f"PRAGMA synchronous = {synchronous.value}")
     except BaseException:

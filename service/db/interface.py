@@ -1,7 +1,7 @@
 """What the query modules and routes see of a database, whichever engine it is.
 
-`open_database` picks the engine from the settings: SQLite (`db_sqlite`, the default) or
-PostgreSQL (`db_postgres`). Both give the same three ways in, with the same guarantees:
+Both engines, SQLite (`service.db.sqlite`, the default) and PostgreSQL
+(`service.db.postgres`), give the same three ways in, with the same guarantees:
 
 - `transaction()`: one unit of work, committed if the block succeeds, rolled back if it
   raises or is cancelled. Units of work never interleave: each engine runs one at a time
@@ -11,7 +11,8 @@ PostgreSQL (`db_postgres`). Both give the same three ways in, with the same guar
 - `read(snapshot=True)`: every statement in the block sees one consistent state.
 
 Statements use `:name` placeholders; each adapter turns driver errors into the exceptions
-below, so that no query module knows which driver runs it.
+below, so that no query module knows which driver runs it. The engines import this module,
+and it imports neither of them: `service.db.opening` picks one.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from service.dialect import Dialect
-from service.settings import Settings
+from service.db.dialect import Dialect
 
 Params = Mapping[str, object]
 
@@ -51,7 +51,7 @@ class UndefinedTable(DatabaseError):
 
 
 class DatabaseUnavailable(DatabaseError):
-    """The database server cannot be reached, or the connection broke."""
+    """The database cannot serve now (unreachable, connection broken, locked): retry later."""
 
 
 class Row(Protocol):
@@ -97,20 +97,3 @@ def returned(row: Row | None) -> Row:
     if row is None:
         raise LookupError("the statement returned no row")
     return row
-
-
-async def open_database(settings: Settings, *, pool_size: int | None = None) -> Database:
-    """Open the database the settings name; `pool_size` overrides the configured size."""
-    if settings.postgres_url is not None:
-        from service.db_postgres import PostgresDatabase
-
-        return await PostgresDatabase.open(
-            settings.postgres_url, pool_size=pool_size or settings.database_pool_size
-        )
-    from service.db_sqlite import SqliteDatabase
-
-    return await SqliteDatabase.open(
-        settings.database_path,
-        readers=pool_size or settings.database_readers,
-        synchronous=settings.database_synchronous,
-    )

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from service import migrations
-from service.db_postgres import CONNECT_TIMEOUT_SECONDS, WRITE_LOCK_KEY
-from service.dialect import Dialect
+from service.db import migrations
+from service.db.dialect import Dialect
+from service.db.postgres import CONNECT_TIMEOUT_SECONDS, WRITE_LOCK_KEY
 from service.settings import redacted_url
 
 EXIT_OK = 0
