@@ -129,11 +129,14 @@ def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
 
 
 def slot_of(server: Server, pid: int) -> int:
-    """The number of the log file in which worker `pid` announced itself."""
-    for path in server.log_file.parent.glob("app.*.log"):
-        if f"pid {pid})" in path.read_text("utf-8"):
-            return int(path.name.split(".")[1])
-    pytest.fail(f"worker {pid} logged nowhere")
+    """The number of the log file in which worker `pid` announced itself (waits for it)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for path in server.log_file.parent.glob("app.*.log"):
+            if f"pid {pid})" in path.read_text("utf-8"):
+                return int(path.name.split(".")[1])
+        time.sleep(0.05)
+    pytest.fail(f"worker {pid} logged nowhere:\n{server.stderr()}")
 
 
 def test_a_killed_worker_is_replaced_in_its_slot_and_the_service_keeps_answering(
@@ -155,6 +158,7 @@ def test_a_killed_worker_is_replaced_in_its_slot_and_the_service_keeps_answering
         # Every call is a new connection, which either worker may take.
         assert [call(server, "GET", "/health/ready")[0] for _ in range(30)] == [200] * 30
         assert slot_of(server, replacement) == slot  # the dead worker's log file, reused
+        assert [call(server, "GET", "/health/ready")[0] for _ in range(30)] == [200] * 30
         assert survivor in children(server.process.pid)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=15) == 0, server.stderr()
