@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -265,3 +266,16 @@ def test_a_stop_signal_to_the_master_drains_requests_in_flight_and_exits_0(
     for log in logs:
         assert "stopping gracefully" in log, log
     assert "Traceback" not in output
+
+
+def test_reuse_port_lets_another_process_listen_on_the_workers_port(tmp_path: Path) -> None:
+    # What a second run.py started during a restart does: bind the same port with
+    # SO_REUSEPORT while the first still serves.
+    with started(tmp_path, "--workers", "2", "--reuse-port") as server:
+        wait_until_every_worker_serves(server, 2)
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            other.bind(("127.0.0.1", server.port))
+            other.listen()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0, server.stderr()
