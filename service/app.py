@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import housekeeping, keys, log, middlewares, protocol_errors, tokens
+from service import housekeeping, keys, log, middlewares, tokens
 from service.auth import authenticate
 from service.db import migrations, open_database
 from service.openapi import setup_openapi
@@ -22,8 +22,11 @@ ROUTE_TABLES = (login.routes, sessions.routes, users.routes, products.routes, he
 
 
 def create_app(settings: Settings) -> web.Application:
-    """A fully wired application; nothing is opened until it starts."""
-    protocol_errors.install()
+    """A fully wired application; nothing is opened until it starts.
+
+    Serve it through service.serving.make_runner: its connection class is part of the
+    service (service/connection.py).
+    """
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
@@ -48,14 +51,15 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def app_factory(argv: list[str] | None = None) -> web.Application:
-    """For `python -m aiohttp.web service.app:app_factory` and gunicorn's aiohttp worker.
+    """For gunicorn with service.worker.Worker (which run.py --workers starts, too).
 
-    Those runners may switch on aiohttp's access log; our middleware already writes the
-    one line per request, so it is silenced. Run `yoyo apply` before starting them.
+    gunicorn's options (--access-logfile) must not switch on aiohttp's access log: our
+    middleware already writes the one line per request. Run `yoyo apply` before gunicorn.
     """
     logging.getLogger("aiohttp.access").disabled = True
-    # `python -m aiohttp.web` sets stdlib logging to DEBUG, where aiosqlite logs every
-    # statement with its parameters (password hashes, refresh-token hashes).
+    # A runner's logging set to DEBUG (a gunicorn --log-config, `python -m aiohttp.web`)
+    # would have aiosqlite log every statement with its parameters (password hashes,
+    # refresh-token hashes).
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     logging.getLogger("asyncpg").setLevel(logging.WARNING)
     return create_app(Settings.from_env(os.environ))

@@ -1,7 +1,8 @@
 """Helpers for tests that run `python run.py` as a real process and talk to it over TCP.
 
 Each test starts its own server on a free port with its own temporary database and log
-file (`started`), waits for it (`wait_until_serving`, `wait_until_ready`), and talks to it
+file (`started`; `gunicorn_started` serves through gunicorn and the project's worker
+class instead), waits for it (`wait_until_serving`, `wait_until_ready`), and talks to it
 with urllib (`call`, `login_token`), with raw sockets where a client library would refuse
 to send (`raw_exchange`, `read_response`), or reads the database file itself (`db_rows`).
 """
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -28,6 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from service.db import migrations
 from tests import engines
 from tests.log_hygiene import remember
 
@@ -123,9 +126,62 @@ def started(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
     try:
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+        kill_family(process)
+
+
+GUNICORN = ["-m", "gunicorn", "service.app:app_factory", "--worker-class", "service.worker.Worker"]
+
+
+@contextlib.contextmanager
+def gunicorn_started(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
+    """gunicorn with service.worker.Worker on a migrated database, killed on the way out."""
+    migrations.apply_pending(database_of(tmp_path))  # gunicorn does not migrate
+    port = free_port()
+    stderr_path = tmp_path / f"stderr-{port}.txt"
+    environ = environment(tmp_path, **env)
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *GUNICORN, "--bind", f"127.0.0.1:{port}", *args],
+            cwd=REPO_ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, stderr_path, Path(environ["LOG_FILE"]), database_of(tmp_path))
+    try:
+        yield server
+    finally:
+        kill_family(process)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (gunicorn's workers, for its master)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split() if alive(int(child))]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        # A zombie (exited, not yet reaped by its parent) counts as gone.
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def kill_family(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a master and its workers, if still running (a worker outlives a killed master)."""
+    workers = children(process.pid)
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -1,28 +1,36 @@
-"""Answers aiohttp itself makes (outside every middleware), as protocol_errors shapes them."""
+"""Answers aiohttp itself makes (outside every middleware), as our connection class shapes them."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from service import messages, protocol_errors
+from service import connection, messages
+
+
+class ServedTestServer(TestServer):
+    """aiohttp's TestServer, serving through our connection class as every runner does."""
+
+    async def _make_runner(self, **kwargs: Any) -> connection.AppRunner:
+        return connection.AppRunner(self.app, **kwargs)
 
 
 async def test_a_5xx_from_aiohttp_itself_is_a_generic_internal_error(
     aiohttp_client: AiohttpClient,
 ) -> None:
     # A bare app, without our middlewares: its failing handler is answered by aiohttp's
-    # RequestHandler.handle_error, the path a failure outside the middlewares takes.
+    # RequestHandler.handle_error (ours, in service/connection.py), the path a failure
+    # outside the middlewares takes.
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals")
 
-    protocol_errors.install()
     app = web.Application()
     app.router.add_get("/boom", boom)
-    client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(ServedTestServer(app))
 
     response = await client.get("/boom")
 

@@ -1,15 +1,14 @@
-"""`run.py --workers N`: several processes on one port and one database, migrated once."""
+"""`run.py --workers N`: gunicorn's workers on one port and one database, migrated once."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
-import re
 import signal
+import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -20,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers_process import (
-    REPO_ROOT,
     Server,
+    alive,
     call,
-    environment,
-    free_port,
+    children,
     started,
     wait_until_serving,
 )
@@ -34,14 +32,15 @@ pytestmark = pytest.mark.process
 PASSWORD = "workers-password-1"
 
 
-def worker_pids(server: Server) -> list[int]:
+def worker_pids(server: Server, workers: int = 2) -> list[int]:
+    """The pids of gunicorn's workers: the children of run.py, which is gunicorn's master."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        found = re.search(r"with \d+ workers \(pids ([\d, ]+)\)", server.stderr())
-        if found:
-            return [int(pid) for pid in found.group(1).split(", ")]
+        pids = children(server.process.pid)
+        if len(pids) == workers:
+            return pids
         time.sleep(0.05)
-    pytest.fail(f"no worker pids announced:\n{server.stderr()}")
+    pytest.fail(f"not {workers} workers:\n{server.stderr()}")
 
 
 def wait_until_every_worker_serves(server: Server, workers: int) -> None:
@@ -53,15 +52,6 @@ def wait_until_every_worker_serves(server: Server, workers: int) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not every worker started:\n{server.stderr()}")
         time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def wait_gone(pids: list[int], seconds: float) -> None:
@@ -139,17 +129,42 @@ def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
         assert "Traceback" not in server.stderr()
 
 
-def test_a_dead_worker_stops_the_others_and_the_exit_code_says_so(tmp_path: Path) -> None:
+def slot_of(server: Server, pid: int) -> int:
+    """The number of the log file in which worker `pid` announced itself (waits for it)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for path in server.log_file.parent.glob("app.*.log"):
+            if f"pid {pid})" in path.read_text("utf-8"):
+                return int(path.name.split(".")[1])
+        time.sleep(0.05)
+    pytest.fail(f"worker {pid} logged nowhere:\n{server.stderr()}")
+
+
+def test_a_killed_worker_is_replaced_in_its_slot_and_the_service_keeps_answering(
+    tmp_path: Path,
+) -> None:
     with started(tmp_path, "--workers", "2") as server:
         wait_until_every_worker_serves(server, 2)
-        first, second = worker_pids(server)
-        os.kill(first, signal.SIGKILL)
-        try:
-            assert server.process.wait(timeout=15) == 1
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the parent kept running with a dead worker:\n{server.stderr()}")
-        wait_gone([second], 5)
-        assert "a worker exited" in server.stderr()
+        pids = worker_pids(server)
+        victim, survivor = pids
+        slot = slot_of(server, victim)
+        os.kill(victim, signal.SIGKILL)
+        wait_gone([victim], 5)
+        deadline = time.monotonic() + 15
+        while len(replacements := set(children(server.process.pid)) - {survivor}) != 1:
+            assert time.monotonic() < deadline, f"no worker replaced {victim}:\n{server.stderr()}"
+            time.sleep(0.05)
+        (replacement,) = replacements
+        assert server.process.poll() is None, server.stderr()
+        # Every call is a new connection, which either worker may take.
+        assert [call(server, "GET", "/health/ready")[0] for _ in range(30)] == [200] * 30
+        assert slot_of(server, replacement) == slot  # the dead worker's log file, reused
+        assert [call(server, "GET", "/health/ready")[0] for _ in range(30)] == [200] * 30
+        assert survivor in children(server.process.pid)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0, server.stderr()
+    logs = sorted(path.name for path in server.log_file.parent.glob("*.log"))
+    assert logs == ["app.1.log", "app.2.log"], logs
 
 
 def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
@@ -165,61 +180,6 @@ def test_workers_must_be_a_positive_number(tmp_path: Path) -> None:
     with started(tmp_path, "--workers", "0") as server:
         assert server.process.wait(timeout=10) == 2
         assert "--workers: must be 1 or more" in server.stderr()
-
-
-# run.py --workers, with each worker's start stretched to 2 s (after its fork, before the
-# supervisor has it in its list): wide enough for a test to send a signal into.
-SLOW_START = """
-import sys, time
-import run
-from service import workers
-
-start = workers._start_worker
-
-def slow_start(*args):
-    process = start(*args)
-    print(f"started worker {process.pid}", file=sys.stderr, flush=True)
-    time.sleep(2)
-    return process
-
-workers._start_worker = slow_start
-sys.exit(run.main(sys.argv[1:]))
-"""
-
-
-def test_a_stop_while_workers_are_starting_stops_the_started_and_starts_no_more(
-    tmp_path: Path,
-) -> None:
-    stderr_path = tmp_path / "stderr.txt"
-    with stderr_path.open("wb") as stderr:
-        parent = subprocess.Popen(
-            [sys.executable, "-c", SLOW_START, "--port", str(free_port()), "--workers", "3"],
-            cwd=REPO_ROOT,
-            env=environment(tmp_path),
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while "started worker" not in stderr_path.read_text():
-            assert time.monotonic() < deadline, stderr_path.read_text()
-            time.sleep(0.02)
-        parent.send_signal(signal.SIGTERM)  # while the first worker's start is not done
-        try:
-            code = parent.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the parent did not stop:\n{stderr_path.read_text()}")
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-    output = stderr_path.read_text()
-    started_pids = [int(pid) for pid in re.findall(r"started worker (\d+)", output)]
-    assert code == 0, output
-    assert len(started_pids) == 1, output  # no worker started after the signal
-    wait_gone(started_pids, 5)  # and the one started before it was stopped
-    assert not (tmp_path / "logs" / "app.2.log").exists()
 
 
 def login_status(server: Server, username: str) -> int | str:
@@ -276,50 +236,46 @@ def test_sigterm_to_every_process_at_once_then_again_stops_gracefully_with_0(
     assert "Traceback" not in output
 
 
-# A worker whose parent dies between the fork and the worker's prctl(PR_SET_PDEATHSIG): the
-# death signal never comes, so only a check after prctl keeps it from running on as an
-# orphan. The supervisor's prctl is stretched to 1 s so that the test can kill it there.
-ORPHAN = """
-import ctypes, os, sys, time
-from pathlib import Path
-from service import workers
-from service.settings import Settings
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_to_the_master_drains_requests_in_flight_and_exits_0(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    # SIGTERM from a process manager, SIGINT from Ctrl-C (the terminal sends it to the
+    # workers too): logins in flight in the workers finish before they exit.
+    with started(tmp_path, "--workers", "2", PASSWORD_HASH_THREADS="1") as server:
+        wait_until_every_worker_serves(server, 2)
+        pids = worker_pids(server)
+        status, _, body = call(
+            server, "POST", "/users/signup", {"username": "drain", "password": PASSWORD}
+        )
+        assert status == 201, body
+        with ThreadPoolExecutor(16) as pool:
+            logins = [pool.submit(login_status, server, "drain") for _ in range(16)]
+            time.sleep(0.3)
+            server.process.send_signal(stop)
+            statuses = [future.result() for future in logins]
+        try:
+            code = server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the master did not stop:\n{server.stderr()}")
+        wait_gone(pids, 5)
+        output = server.stderr()
+    assert code == 0, output
+    assert statuses == [200] * 16, statuses
+    logs = [server.log_file.with_name(f"app.{n}.log").read_text("utf-8") for n in (1, 2)]
+    for log in logs:
+        assert "stopping gracefully" in log, log
+    assert "Traceback" not in output
 
-real_cdll = ctypes.CDLL
 
-class SlowLibc:
-    def __init__(self, *args, **kwargs):
-        self._libc = real_cdll(*args, **kwargs)
-
-    def prctl(self, *args):
-        Path(sys.argv[1]).write_text(str(os.getpid()))  # in the worker, before its exec
-        time.sleep(1)  # the parent is killed meanwhile
-        return self._libc.prctl(*args)
-
-ctypes.CDLL = SlowLibc
-workers.supervise(Settings(), 1, Path(sys.argv[2]))
-"""
-
-
-def test_a_worker_whose_parent_died_before_its_prctl_exits_at_once(tmp_path: Path) -> None:
-    pid_file, worker = tmp_path / "worker.pid", tmp_path / "worker.py"
-    worker.write_text("import time\ntime.sleep(60)\n")  # what an orphaned worker would do
-    parent = subprocess.Popen(
-        [sys.executable, "-c", ORPHAN, str(pid_file), str(worker)],
-        cwd=REPO_ROOT,
-        env=environment(tmp_path),
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() or not pid_file.read_text():
-            assert time.monotonic() < deadline, "the worker never started"
-            time.sleep(0.02)
-        child = int(pid_file.read_text())
-    finally:
-        parent.kill()
-        parent.wait()
-    try:
-        wait_gone([child], 5)
-    finally:
-        if alive(child):
-            os.kill(child, signal.SIGKILL)
+def test_reuse_port_lets_another_process_listen_on_the_workers_port(tmp_path: Path) -> None:
+    # What a second run.py started during a restart does: bind the same port with
+    # SO_REUSEPORT while the first still serves.
+    with started(tmp_path, "--workers", "2", "--reuse-port") as server:
+        wait_until_every_worker_serves(server, 2)
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            other.bind(("127.0.0.1", server.port))
+            other.listen()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0, server.stderr()
