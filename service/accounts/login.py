@@ -39,7 +39,7 @@ class Verdict(enum.Enum):
 
 async def log_in(accounts: Accounts, *, username: str, password: str, caller: Caller) -> Tokens:
     """Tokens of a new session, or IncorrectLogin, InactiveUser, LoginLocked."""
-    key = throttle.throttle_key(username, caller.address, key=accounts.token_key)
+    key = throttle.throttle_key(username, caller.address, secret=accounts.token_key)
     async with accounts.database.read() as conn:
         await throttle.refuse_if_locked(conn, accounts.settings, key)  # spare the hash
     user = await authenticate(accounts, username=username, password=password)
@@ -47,17 +47,17 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
     try:
         async with accounts.database.transaction() as conn:
             verdict = await _verdict(conn, accounts, key, user)
-            if user is not None and verdict is Verdict.ACCEPTED:
+            if verdict is Verdict.ACCEPTED and user is not None:
                 opened = await sessions.open_session(conn, accounts, user=user, caller=caller)
     except session_queries.UserGone:  # deleted while the password was being verified
         raise IncorrectLogin from None
-    # Raised after the unit of work, so that the failure counted is committed.
-    if user is None or verdict is Verdict.REFUSED:
-        _log_failure(username, caller)
-        raise IncorrectLogin
-    if opened is None:
+    if opened is not None and user is not None:
+        return sessions.issue_tokens(accounts, user=user, session=opened)
+    # Raised after the unit of work, so that the failure it counted is committed.
+    if verdict is Verdict.INACTIVE:
         raise InactiveUser
-    return sessions.issue_tokens(accounts, user=user, session=opened)
+    _log_failure(username, caller)
+    raise IncorrectLogin
 
 
 async def authenticate(accounts: Accounts, *, username: str, password: str) -> User | None:

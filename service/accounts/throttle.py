@@ -27,7 +27,7 @@ class ThrottleKey:
     client: str
 
 
-def throttle_key(username: str, client: str | None, *, key: str) -> ThrottleKey:
+def throttle_key(username: str, client: str | None, *, secret: str) -> ThrottleKey:
     """The pair for this attempt: a username in lower case, anything else keyed.
 
     Not a username may be a password typed into the wrong field, which must not be stored
@@ -37,7 +37,7 @@ def throttle_key(username: str, client: str | None, *, key: str) -> ThrottleKey:
     if username_problem(username) is None:
         return ThrottleKey(username=username.lower(), client=client or "")
     typed = username.encode("utf-8", "surrogatepass")
-    name = "#" + hmac.new(key.encode(), typed, hashlib.sha256).hexdigest()
+    name = "#" + hmac.new(secret.encode(), typed, hashlib.sha256).hexdigest()
     return ThrottleKey(username=name, client=client or "")
 
 
