@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from service import housekeeping, keys, log, middlewares, tokens
+from service.accounts.context import Accounts
 from service.auth import authenticate
 from service.db import migrations, open_database
 from service.openapi import setup_openapi
@@ -40,7 +41,14 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids(settings.dialect)
     app.cleanup_ctx.extend(
-        [_logging, _database, _passwords, _token_key, housekeeping.purge_periodically]
+        [
+            _logging,
+            _database,
+            _passwords,
+            _token_key,
+            _accounts,
+            housekeeping.purge_periodically,
+        ]
     )
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
@@ -90,6 +98,16 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
 async def _token_key(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     app[keys.TOKEN_KEY] = tokens.load_or_create_key(settings.secret_key, settings.database_path)
+    yield
+
+
+async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    app[keys.ACCOUNTS] = Accounts(
+        database=app[keys.DATABASE],
+        passwords=app[keys.PASSWORDS],
+        settings=app[keys.SETTINGS],
+        token_key=app[keys.TOKEN_KEY],
+    )
     yield
 
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from service import keys, tokens
 from service.errors import Forbidden, Unauthorized
-from service.middlewares import Handler
 from service.queries import users
 from service.queries.users import User
 from service.settings import ProductWriteAccess

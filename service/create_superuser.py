@@ -13,11 +13,10 @@ import secrets
 import sys
 from collections.abc import Mapping
 
-from pwdlib import PasswordHash
-
+from service.accounts import users
 from service.db import DatabaseError, migrations, open_database
-from service.queries import users
-from service.queries.users import UsernameTaken
+from service.passwords import PasswordHasher
+from service.queries.users import User
 from service.schemas.users import username_problem
 from service.settings import Settings, SettingsError
 
@@ -60,31 +59,25 @@ def parser() -> argparse.ArgumentParser:
 async def create_superuser(settings: Settings, username: str, password: str) -> int:
     """Create `username` as an active superuser unless it exists; return the exit code."""
     database = await open_database(settings, pool_size=1)
+    # One hashing thread: the command hashes once.
+    passwords = PasswordHasher(threads=1)
     try:
-        async with database.read() as conn:
-            existing = await users.get_by_username(conn, username=username)
-        if existing is not None:
-            return _report_existing(existing)
-        hashed = await asyncio.to_thread(PasswordHash.recommended().hash, password)
-        try:
-            async with database.transaction() as conn:
-                await users.create_user(
-                    conn, username=username, hashed_password=hashed, is_superuser=True
-                )
-        except UsernameTaken:  # created by someone else a moment ago: superuser or not?
-            async with database.read() as conn:
-                existing = await users.get_by_username(conn, username=username)
-            if existing is not None:
-                return _report_existing(existing)
-            print(f"user {username!r} was just created elsewhere; nothing changed")
-            return EXIT_OK
+        outcome = await users.create_superuser(
+            database, passwords, username=username, password=password
+        )
     finally:
+        passwords.close()
         await database.close()
-    print(f"created superuser {username!r} with password: {password}")
-    return EXIT_OK
+    if outcome.created:
+        print(f"created superuser {username!r} with password: {password}")
+        return EXIT_OK
+    if outcome.user is None:
+        print(f"user {username!r} was just created elsewhere; nothing changed")
+        return EXIT_OK
+    return _report_existing(outcome.user)
 
 
-def _report_existing(user: users.User) -> int:
+def _report_existing(user: User) -> int:
     if user.is_superuser:
         print(f"superuser {user.username!r} already exists; nothing changed")
         return EXIT_OK

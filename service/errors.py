@@ -9,6 +9,7 @@ from typing import ClassVar
 from aiohttp import web
 
 from service import messages
+from service.accounts import errors as account
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -76,6 +77,41 @@ class RequestValidationError(ApiError):
 
     def __init__(self, errors: Mapping[str, list[str]]) -> None:
         super().__init__(errors=errors, fields=", ".join(sorted(errors)) or "_schema")
+
+
+# The contract's answer to each refusal of the account rules: a status and a message.
+_ACCOUNT_REFUSALS: dict[type[account.AccountError], tuple[type[ApiError], str]] = {
+    account.IncorrectLogin: (Unauthorized, "incorrect_login"),
+    account.InvalidRefreshToken: (Unauthorized, "invalid_refresh_token"),
+    account.InactiveUser: (BadRequest, "inactive_user"),
+    account.IncorrectPassword: (BadRequest, "incorrect_password"),
+    account.SignupClosed: (Forbidden, "signup_closed"),
+    account.NotAllowed: (Forbidden, "not_enough_privileges"),
+    account.SelfDeleteRefused: (Forbidden, "superuser_self_delete"),
+    account.UserNotFound: (NotFound, "user_not_found"),
+    account.SessionNotFound: (NotFound, "session_not_found"),
+    account.UsernameTaken: (Conflict, "username_taken"),
+    account.LastSuperuser: (Conflict, "last_superuser"),
+}
+
+
+def as_api_error(error: ApiError | account.AccountError) -> ApiError:
+    """The answer a client gets: an ApiError as raised, an account refusal as mapped here."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, account.LoginLocked):
+        return ApiError(
+            "too_many_login_failures",
+            status=429,
+            headers={"Retry-After": str(error.seconds)},
+            seconds=error.seconds,
+        )
+    if isinstance(error, account.CurrentPasswordRequired):
+        return RequestValidationError(
+            {"current_password": ["Required to change your own password."]}
+        )
+    kind, message_key = _ACCOUNT_REFUSALS[type(error)]
+    return kind(message_key)
 
 
 def problem_response(error: ApiError, language: messages.Language) -> web.Response:

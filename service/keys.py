@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from service.accounts.context import Accounts
 from service.db import Database
 from service.passwords import PasswordHasher
 from service.queries.users import User
@@ -14,7 +17,14 @@ DATABASE = web.AppKey("database", Database)
 KNOWN_MIGRATIONS = web.AppKey("known_migrations", frozenset)
 TOKEN_KEY = web.AppKey("token_key", str)  # the JWT signing key: never logged
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
+ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hasher, key
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CURRENT_USER = web.RequestKey[User | None]("current_user")
 CURRENT_SESSION = web.RequestKey[str | None]("current_session")
+
+# Parsed input: the validation middleware puts each schema a route declared under one of
+# these (a JSON body, or a form where the route accepts_form_too; the query string; a form).
+BODY = web.RequestKey[dict[str, Any]]("body")
+QUERY = web.RequestKey[dict[str, Any]]("querystring")
+FORM = web.RequestKey[dict[str, Any]]("form")

@@ -6,19 +6,17 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestPayloadError
 from loguru import logger
 
 from service import keys, log, messages
+from service.accounts.errors import AccountError
 from service.db import DatabaseUnavailable, InvalidValue
-from service.errors import ApiError, problem_response
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from service.errors import ApiError, as_api_error, problem_response
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 CLIENT_CLOSED_REQUEST = 499  # logged (never sent) when the client went away mid-request
@@ -55,7 +53,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     """The one place that turns every error into an application/problem+json response."""
     try:
         return await handler(request)
-    except ApiError as error:
+    except (ApiError, AccountError) as raised:
+        error = as_api_error(raised)
         if error.status in _REFUSALS_WORTH_A_WARNING:
             _log_refusal(request, error)
         return problem_response(error, _language(request))

@@ -13,17 +13,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from marshmallow import Schema, ValidationError
 from webargs.aiohttpparser import AIOHTTPParser
 
+from service import keys
 from service.errors import ApiError, BadRequest, RequestValidationError
 from service.jsonbody import read_json
-from service.middlewares import Handler
 
 F = TypeVar("F", bound=Callable[..., Any])
 _FORM_TYPES = ("application/x-www-form-urlencoded",)
-BODY = "data"  # where a route finds its parsed JSON body; other locations use put_into
+# Where each parsed schema goes, by the `put_into` of aiohttp-apispec's decorator:
+# request_schema has none, querystring_schema and form_schema name their location.
+_PARSED_INTO = {None: keys.BODY, "querystring": keys.QUERY, "form": keys.FORM}
 
 
 def validate_requests(*, max_body_bytes: int) -> Middleware:
@@ -41,10 +43,17 @@ def validate_requests(*, max_body_bytes: int) -> Middleware:
             parsed = await parser.parse(
                 declared["schema"], request, location=location, unknown=None
             )
-            request[declared["put_into"] or BODY] = parsed
+            request[_parsed_into(declared["put_into"])] = parsed
         return await handler(request)
 
     return validate
+
+
+def _parsed_into(put_into: str | None) -> web.RequestKey[dict[str, Any]]:
+    try:
+        return _PARSED_INTO[put_into]
+    except KeyError:  # a decorator we have no typed key for: a programming error
+        raise LookupError(f"no request key for parsed input put into {put_into!r}") from None
 
 
 def accepts_form_too(handler: F) -> F:

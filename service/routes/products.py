@@ -59,7 +59,7 @@ _PARTIAL_UPDATE = (
 @querystring_schema(ProductListQuerySchema)
 @response_schema(ProductPageSchema, 200, description="A page of products")
 async def list_products(request: web.Request) -> web.Response:
-    query = request["querystring"]
+    query = request[keys.QUERY]
     filters = ProductFilter(
         q=query.get("q"),
         min_price_cents=query.get("min_price_cents"),
@@ -103,7 +103,7 @@ async def get_product(request: web.Request) -> web.StreamResponse:
 @response_schema(ProductSchema, 201, description="Created; `Location` names it")
 @requires(Access.PRODUCT_WRITE)
 async def create_product(request: web.Request) -> web.Response:
-    data = request["data"]
+    data = request[keys.BODY]
     async with request.app[keys.DATABASE].transaction() as conn:
         product = await products.create_product(conn, **data)
     return _product_response(product, status=201, location=f"/products/{product.id}")
@@ -160,7 +160,7 @@ async def delete_product(request: web.Request) -> web.Response:
 
 async def _update(request: web.Request) -> web.Response:
     product_id = _product_id(request)
-    changes = request["data"]
+    changes = request[keys.BODY]
     async with request.app[keys.DATABASE].transaction() as conn:
         current = await products.get_product(conn, product_id=product_id)
         if current is None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, request_schema, response_schema
 
 from service import keys
+from service.accounts import users
+from service.accounts.users import NewUser
 from service.auth import Access, current_session, current_user, requires
-from service.db import Connection
-from service.errors import BadRequest, Conflict, Forbidden, NotFound, RequestValidationError
+from service.errors import NotFound
 from service.ids import parse_id
 from service.openapi import error_responses
-from service.queries import sessions, users
-from service.queries.users import User, UsernameTaken
+from service.queries.users import User
+from service.representations import user_json
 from service.responses import json_response
 from service.schemas.users import (
     MeUpdateSchema,
@@ -25,7 +24,6 @@ from service.schemas.users import (
     UserPageSchema,
     UserSchema,
     UserUpdateSchema,
-    username_problem,
 )
 
 routes = web.RouteTableDef()
@@ -59,9 +57,7 @@ _BODY_ERRORS = (400, 413, 415, 422)
 @request_schema(SignupSchema)
 @response_schema(UserSchema, 201, description="Created; `Location` names it")
 async def signup(request: web.Request) -> web.Response:
-    if not request.app[keys.SETTINGS].open_signup:
-        raise Forbidden("signup_closed")
-    user = await _create(request, {**request["data"], "is_active": True, "is_superuser": False})
+    user = await users.sign_up(request.app[keys.ACCOUNTS], NewUser(**request[keys.BODY]))
     return _created(user)
 
 
@@ -75,7 +71,8 @@ async def signup(request: web.Request) -> web.Response:
 @request_schema(UserCreateSchema)
 @response_schema(UserSchema, 201, description="Created; `Location` names it")
 async def create_user(request: web.Request) -> web.Response:
-    return _created(await _create(request, request["data"]))
+    new = NewUser(**request[keys.BODY])
+    return _created(await users.create_user(request.app[keys.ACCOUNTS], new))
 
 
 @routes.get("/users/")
@@ -88,9 +85,10 @@ async def create_user(request: web.Request) -> web.Response:
 @querystring_schema(UserListQuerySchema)
 @response_schema(UserPageSchema, 200, description="A page of users ordered by id")
 async def list_users(request: web.Request) -> web.Response:
-    query = request["querystring"]
-    async with request.app[keys.DATABASE].read(snapshot=True) as conn:
-        page = await users.list_users(conn, skip=query["skip"], limit=query["limit"])
+    query = request[keys.QUERY]
+    page = await users.list_users(
+        request.app[keys.ACCOUNTS], skip=query["skip"], limit=query["limit"]
+    )
     return json_response({"data": [user_json(u) for u in page.items], "count": page.count})
 
 
@@ -112,9 +110,10 @@ async def read_me(request: web.Request) -> web.Response:
 @request_schema(MeUpdateSchema)
 @response_schema(UserSchema, 200, description="The updated account")
 async def update_me(request: web.Request) -> web.Response:
-    me = current_user(request)
-    async with request.app[keys.DATABASE].transaction() as conn:
-        updated = await _update(conn, me.id, request["data"])
+    changes = request[keys.BODY]
+    updated = await users.update_me(
+        request.app[keys.ACCOUNTS], me=current_user(request), changes=changes
+    )
     return json_response(user_json(updated))
 
 
@@ -128,14 +127,14 @@ async def update_me(request: web.Request) -> web.Response:
 @requires(Access.USER)
 @request_schema(PasswordChangeSchema)
 async def change_my_password(request: web.Request) -> web.Response:
-    me = current_user(request)
-    data = request["data"]
-    await _check_current_password(request, me, data["current_password"])
-    new_hash = await request.app[keys.PASSWORDS].hash(data["new_password"])
-    async with request.app[keys.DATABASE].transaction() as conn:
-        await _update(
-            conn, me.id, {"hashed_password": new_hash}, keep_session=current_session(request)
-        )
+    data = request[keys.BODY]
+    await users.change_own_password(
+        request.app[keys.ACCOUNTS],
+        me=current_user(request),
+        session=current_session(request),
+        current_password=data["current_password"],
+        new_password=data["new_password"],
+    )
     return web.Response(status=204)
 
 
@@ -147,12 +146,7 @@ async def change_my_password(request: web.Request) -> web.Response:
 )
 @requires(Access.USER)
 async def delete_me(request: web.Request) -> web.Response:
-    me = current_user(request)
-    async with request.app[keys.DATABASE].transaction() as conn:
-        fresh = await users.get_by_id(conn, user_id=me.id)  # promoted meanwhile?
-        if fresh is None or fresh.is_superuser:
-            raise Forbidden("superuser_self_delete")
-        await users.delete_user(conn, user_id=me.id)
+    await users.delete_me(request.app[keys.ACCOUNTS], me=current_user(request))
     return web.Response(status=204)
 
 
@@ -167,18 +161,11 @@ async def delete_me(request: web.Request) -> web.Response:
 @requires(Access.USER)
 @response_schema(UserSchema, 200, description="The user")
 async def read_user(request: web.Request) -> web.Response:
-    me = current_user(request)
-    username = request.match_info["username"]
-    if username.lower() == me.username.lower():
-        return json_response(user_json(me))
-    if not me.is_superuser:
-        raise Forbidden("not_enough_privileges")
-    user = None
-    if username_problem(username) is None:  # anything else names no one (a NUL, say)
-        async with request.app[keys.DATABASE].read() as conn:
-            user = await users.get_by_username(conn, username=username)
-    if user is None:
-        raise NotFound("user_not_found")
+    user = await users.find_user(
+        request.app[keys.ACCOUNTS],
+        by=current_user(request),
+        username=request.match_info["username"],
+    )
     return json_response(user_json(user))
 
 
@@ -196,19 +183,14 @@ async def read_user(request: web.Request) -> web.Response:
 @request_schema(UserUpdateSchema)
 @response_schema(UserSchema, 200, description="The updated user")
 async def update_user(request: web.Request) -> web.Response:
-    me = current_user(request)
-    user_id = _user_id(request)
-    data = dict(request["data"])
-    if not me.is_superuser and (user_id != me.id or {"is_active", "is_superuser"} & data.keys()):
-        raise Forbidden("not_enough_privileges")
-    current_password = data.pop("current_password", None)
-    if "password" in data:
-        if user_id == me.id:
-            await _check_current_password(request, me, current_password)
-        data["hashed_password"] = await request.app[keys.PASSWORDS].hash(data.pop("password"))
-    own_session = current_session(request) if user_id == me.id else None
-    async with request.app[keys.DATABASE].transaction() as conn:
-        updated = await _update(conn, user_id, data, keep_session=own_session)
+    changes = request[keys.BODY]
+    updated = await users.update_user(
+        request.app[keys.ACCOUNTS],
+        by=current_user(request),
+        session=current_session(request),
+        user_id=_user_id(request),
+        changes=changes,
+    )
     return json_response(user_json(updated))
 
 
@@ -222,16 +204,9 @@ async def update_user(request: web.Request) -> web.Response:
 )
 @requires(Access.SUPERUSER)
 async def delete_user(request: web.Request) -> web.Response:
-    me = current_user(request)
-    user_id = _user_id(request)
-    if user_id == me.id:
-        raise Forbidden("superuser_self_delete")
-    async with request.app[keys.DATABASE].transaction() as conn:
-        target = await users.get_by_id(conn, user_id=user_id)
-        if target is None:
-            raise NotFound("user_not_found")
-        await _keep_a_superuser(conn, target, {"is_active": False})
-        await users.delete_user(conn, user_id=user_id)
+    await users.delete_user(
+        request.app[keys.ACCOUNTS], by=current_user(request), user_id=_user_id(request)
+    )
     return web.Response(status=204)
 
 
@@ -242,84 +217,10 @@ async def no_such_user_id(_: web.Request) -> web.Response:
     raise NotFound("user_not_found")
 
 
-def user_json(user: User) -> dict[str, Any]:
-    """The API's representation of a user: never the hash."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "full_name": user.full_name,
-        "is_active": user.is_active,
-        "is_superuser": user.is_superuser,
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
-    }
-
-
 def _created(user: User) -> web.Response:
     return json_response(
         user_json(user), status=201, headers={"Location": f"/users/{user.username}"}
     )
-
-
-async def _create(request: web.Request, data: dict[str, Any]) -> User:
-    fields = dict(data)
-    fields["hashed_password"] = await request.app[keys.PASSWORDS].hash(fields.pop("password"))
-    try:
-        async with request.app[keys.DATABASE].transaction() as conn:
-            return await users.create_user(conn, **fields)
-    except UsernameTaken:
-        raise Conflict("username_taken") from None
-
-
-async def _update(
-    conn: Connection,
-    user_id: int,
-    changes: dict[str, Any],
-    *,
-    keep_session: str | None = None,
-) -> User:
-    """Change the user inside the caller's unit of work, keeping every rule that spans users.
-
-    The user is read here, inside the unit of work: a copy read earlier (the caller, as
-    the auth middleware saw him) could write back flags another request just changed.
-    A new password refuses the user's older access tokens; it, and a deactivation, also
-    end the user's sessions, except `keep_session` (the caller's own, changing himself).
-    """
-    target = await users.get_by_id(conn, user_id=user_id)
-    if target is None:
-        raise NotFound("user_not_found")
-    await _keep_a_superuser(conn, target, changes)
-    new_password = "hashed_password" in changes
-    try:
-        updated = await users.update_user(
-            conn, current=target, changes=changes, revoke_tokens=new_password
-        )
-    except UsernameTaken:
-        raise Conflict("username_taken") from None
-    if new_password or changes.get("is_active") is False:
-        await sessions.end_user_sessions(conn, user_id=target.id, keep=keep_session)
-    return updated
-
-
-async def _keep_a_superuser(conn: Connection, target: User, changes: dict[str, Any]) -> None:
-    """409 if the change would leave no active superuser."""
-    stays = changes.get("is_superuser", target.is_superuser) and changes.get(
-        "is_active", target.is_active
-    )
-    demoted = target.is_superuser and target.is_active and not stays
-    if demoted and await users.count_other_active_superusers(conn, user_id=target.id) == 0:
-        raise Conflict("last_superuser")
-
-
-async def _check_current_password(request: web.Request, user: User, password: str | None) -> None:
-    if password is None:
-        raise RequestValidationError(
-            {"current_password": ["Required to change your own password."]}
-        )
-    matches, _ = await request.app[keys.PASSWORDS].verify(password, user.hashed_password)
-    if not matches:
-        raise BadRequest("incorrect_password")
 
 
 def _user_id(request: web.Request) -> int:

@@ -1,0 +1,27 @@
+"""What the account rules work with, built once per app (keys.ACCOUNTS) or by hand in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from service.db import Database
+from service.passwords import PasswordHasher
+from service.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    database: Database
+    passwords: PasswordHasher
+    settings: Settings
+    # Signs access tokens and keys the throttle's non-usernames: kept out of repr().
+    token_key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking, as the HTTP layer saw him: for the session row, the throttle, the log."""
+
+    address: str | None
+    user_agent: str
+    request_id: str

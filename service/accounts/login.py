@@ -1,0 +1,107 @@
+"""Logging in: authenticate, then the verdict on the attempt, then a session and tokens.
+
+The steps, in this order, are the places later rules go:
+1. the throttle, read before the hash (a locked pair is refused without spending one);
+2. `authenticate`: the password hash is verified off the event loop, outside any unit of
+   work (no write lock is held for ~0.1 s);
+3. `_verdict`, in the one unit of work that also opens the session: the throttle again
+   (parallel attempts each see the failures committed before them), then what the
+   verified user may do. A check that the user is still as verified (same password hash,
+   token version, active flag), or a second factor that must come before a session, is
+   decided there, before `open_session`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from loguru import logger
+
+from service.accounts import sessions, throttle
+from service.accounts.context import Accounts, Caller
+from service.accounts.errors import InactiveUser, IncorrectLogin
+from service.accounts.sessions import OpenedSession, Tokens
+from service.accounts.throttle import ThrottleKey
+from service.db import Connection
+from service.queries import sessions as session_queries
+from service.queries import users as user_queries
+from service.queries.users import User
+from service.schemas.users import username_problem
+
+
+class Verdict(enum.Enum):
+    """What a login attempt earned, once the password was checked (a lockout raises)."""
+
+    REFUSED = "refused"  # unknown user or wrong password: one more failure counted
+    INACTIVE = "inactive"  # the right password of a deactivated user
+    ACCEPTED = "accepted"  # a session opens
+
+
+async def log_in(accounts: Accounts, *, username: str, password: str, caller: Caller) -> Tokens:
+    """Tokens of a new session, or IncorrectLogin, InactiveUser, LoginLocked."""
+    key = throttle.throttle_key(username, caller.address, secret=accounts.token_key)
+    async with accounts.database.read() as conn:
+        await throttle.refuse_if_locked(conn, accounts.settings, key)  # spare the hash
+    user = await authenticate(accounts, username=username, password=password)
+    opened: OpenedSession | None = None
+    try:
+        async with accounts.database.transaction() as conn:
+            verdict = await _verdict(conn, accounts, key, user)
+            if verdict is Verdict.ACCEPTED and user is not None:
+                opened = await sessions.open_session(conn, accounts, user=user, caller=caller)
+    except session_queries.UserGone:  # deleted while the password was being verified
+        raise IncorrectLogin from None
+    if opened is not None and user is not None:
+        return sessions.issue_tokens(accounts, user=user, session=opened)
+    # Raised after the unit of work, so that the failure it counted is committed.
+    if verdict is Verdict.INACTIVE:
+        raise InactiveUser
+    _log_failure(username, caller)
+    raise IncorrectLogin
+
+
+async def authenticate(accounts: Accounts, *, username: str, password: str) -> User | None:
+    """The user if the password matches, else None, in the same time for an unknown name.
+
+    A hash made with stale parameters is upgraded (only if the password is unchanged
+    meanwhile: see replace_password_hash).
+    """
+    user = None
+    if username_problem(username) is None:  # anything else names no one: spare the query
+        async with accounts.database.read() as conn:
+            user = await user_queries.get_by_username(conn, username=username)
+    hashed = user.hashed_password if user is not None else None
+    matches, new_hash = await accounts.passwords.verify(password, hashed)
+    if user is None or not matches:
+        return None
+    if new_hash is not None:
+        async with accounts.database.transaction() as conn:
+            await user_queries.replace_password_hash(
+                conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
+            )
+    return user
+
+
+async def _verdict(
+    conn: Connection, accounts: Accounts, key: ThrottleKey, user: User | None
+) -> Verdict:
+    """The attempt's verdict, inside the unit of work that opens the session.
+
+    At most LOGIN_MAX_FAILURES parallel attempts get an answer other than 429, and a 429
+    says nothing about the password.
+    """
+    await throttle.refuse_if_locked(conn, accounts.settings, key)
+    if user is None:
+        await throttle.record_failure(conn, accounts.settings, key)
+        return Verdict.REFUSED
+    await throttle.clear(conn, key)
+    if not user.is_active:
+        return Verdict.INACTIVE
+    return Verdict.ACCEPTED
+
+
+def _log_failure(username: str, caller: Caller) -> None:
+    # The username only if it could be one: a password typed into the wrong field must
+    # not reach the log.
+    shown = repr(username) if username_problem(username) is None else "(not a username)"
+    logger.bind(request_id=caller.request_id).warning(f"failed login for {shown}")
