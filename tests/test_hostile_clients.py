@@ -436,7 +436,10 @@ def test_login_storm_keeps_reads_fast_memory_bounded_and_locks_out_guessing(
         )
         assert set(read_statuses) == {200}
         assert len(latencies) >= 5, "too few reads during the storm to measure anything"
-        assert p95(latencies) < 2.0
+        # Reads do not queue behind the logins' hashing: they are answered while the storm
+        # goes on, not after it. (Relative to the storm, not a fixed bound: a loaded machine
+        # slows both; bench/ measures the speed itself.)
+        assert p95(latencies) < storm_seconds / 2, (p95(latencies), storm_seconds)
         assert after["VmHWM"] < 600 * MIB
         guesses = Counter(reply.status for reply in replies[:30])
         assert guesses == {401: 10, 429: 20}, guesses
