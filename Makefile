@@ -19,14 +19,17 @@ run: install
 migrate: install
 	$(BIN)/yoyo apply
 
+# Tests run in parallel (pytest-xdist): PYTEST_WORKERS processes, one per core by default.
+PYTEST_WORKERS ?= auto
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # The same suite on PostgreSQL: each test gets its own database on the server at
 # TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test; it must be allowed
 # to CREATE DATABASE).
 test-postgresql: install
-	TEST_ENGINE=postgresql $(BIN)/python -m pytest
+	TEST_ENGINE=postgresql $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # A longer fuzzing run than CI's: FUZZ_EXAMPLES per operation, a random seed unless
 # FUZZ_SEED replays one (the seed is printed on failure).

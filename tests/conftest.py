@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,20 @@ from service.app import create_app
 from service.db import Database, migrations, open_database
 from service.db.dialect import Dialect
 from service.settings import Settings
-from tests import engines
+from tests import engines, log_hygiene
+from tests.log_hygiene import remember
 
-# After the session, every log the suite wrote is scanned for the secrets tests remember():
-# the hook, imported here, is this conftest's.
-from tests.log_hygiene import pytest_sessionfinish, remember
-
-__all__ = ["pytest_sessionfinish"]
-pytest_plugins = ["pytester"]  # tests/test_log_hygiene.py runs a suite of its own
+pytest_plugins = ["pytester"]  # tests/test_log_hygiene.py runs suites of its own
 
 TEST_SECRET_KEY = remember("test-secret-key-that-is-long-enough-0123456789", "SECRET_KEY")
 
 ClientFactory = Callable[..., object]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # After the session, every log the suite wrote is scanned for the secrets tests
+    # remember(). (Registered, not listed in pytest_plugins: this module imported it.)
+    config.pluginmanager.register(log_hygiene, "log_hygiene")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -46,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]
-    _LEFT_OUT.extend(item.nodeid for item in left_out)
+    _LEFT_OUT.update(item.nodeid for item in left_out)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -59,8 +62,27 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller reports
+        session.config.workeroutput[_WORKER_OUTPUT] = {  # type: ignore[attr-defined]
+            "left_out": sorted(_LEFT_OUT),
+            "no_server": _NO_SERVER[:1],
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under xdist the workers collect: each one's tests left out are the controller's too."""
+    found = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+    if found is not None:
+        _LEFT_OUT.update(found["left_out"])
+        if found["no_server"] and not _NO_SERVER:
+            _NO_SERVER.extend(found["no_server"])
+
+
+_WORKER_OUTPUT = "left_out"
 _NO_SERVER: list[str] = []
-_LEFT_OUT: list[str] = []
+_LEFT_OUT: set[str] = set()
 
 
 @pytest.fixture(autouse=True)
@@ -93,13 +115,27 @@ def settings(tmp_path: Path, engine: Dialect) -> Settings:
 
 
 @pytest.fixture
-def migrated(settings: Settings) -> Settings:
-    """The same settings, with every migration applied to the database."""
+def migrated(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The same settings, with every migration applied to the database.
+
+    Either engine copies a database migrated once per session (per xdist worker): running
+    yoyo for every test cost more than most tests themselves.
+    """
     if settings.postgres_url is not None:
         engines.migrate(settings.postgres_url)
     else:
-        migrations.apply_pending(settings.database_url)
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), settings.database_path)
     return settings
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database with every migration applied, for `migrated` to copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    migrations.apply_pending(path)
+    # yoyo has closed its connection: the file alone holds the database (no -wal beside it).
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
 
 
 @pytest.fixture

@@ -226,33 +226,6 @@ async def signup(client: Client, username: str, password: str = PASSWORD, **fiel
     )
 
 
-async def problem(response: Any, status: int, detail: str | None = None) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with `status` (and `detail`) and return its body."""
-    text = await response.text()
-    assert response.status == status, text
-    assert response.content_type == "application/problem+json", response.content_type
-    body: dict[str, Any] = json.loads(text)
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"]
-    if detail is not None:
-        assert body["detail"] == detail, body
-    if status == 401:
-        assert response.headers.get("WWW-Authenticate") == "Bearer"
-    for secret in ("Traceback", "$argon2"):
-        assert secret not in text
-    return body
-
-
-async def validation_errors(response: Any, *fields: str) -> dict[str, list[str]]:
-    """Assert a 422 problem whose `errors` name at least `fields`; return the errors."""
-    body = await problem(response, 422)
-    errors: dict[str, list[str]] = body["errors"]
-    for field in fields:
-        assert field in errors, errors
-    return errors
-
-
 async def user_body(response: Any, status: int = 200) -> dict[str, Any]:
     """Assert a user representation (never a password or hash) and return it."""
     text = await response.text()

@@ -6,6 +6,9 @@ file under the session's temporary directory (the apps' and servers' `*.log*`, t
 servers' captured `stderr-*.txt`) is scanned for them and for what any secret of the kind
 looks like (`$argon2`, JWT-shaped strings, `Bearer `, `Authorization`). A find fails the
 run, with the file, the line number and what was found (never the secret itself).
+
+Under pytest-xdist each worker remembers its own tests' secrets: the workers hand them to
+the controller (`workeroutput`), which scans every worker's logs for all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,10 +90,18 @@ def find_leaks(paths: Iterable[Path], secrets: dict[str, str]) -> list[Leak]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    root = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    config = session.config
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller scans, once
+        config.workeroutput[_WORKER_OUTPUT] = {  # type: ignore[attr-defined]
+            "secrets": _secrets,
+            "log_files": [str(path) for path in _log_files],
+        }
+        return
+    # The whole session's directory: under xdist, every worker's basetemp is inside it.
+    root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     files = log_files(root)
     leaks = find_leaks(files, _secrets)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(
             f"log hygiene: {len(files)} log files scanned for {len(_secrets)} secrets "
@@ -99,3 +111,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"LEAK {leak}", red=True)
     if leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """An xdist worker is done: what it remembered joins the controller's scan."""
+    found = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+    if found is not None:
+        for secret, what in found["secrets"].items():
+            _secrets.setdefault(secret, what)
+        _log_files.update(Path(path) for path in found["log_files"])
+
+
+_WORKER_OUTPUT = "log_hygiene"

@@ -18,6 +18,7 @@ from service.db import Database
 from service.queries.users import User
 from service.settings import ProductWriteAccess, Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.helpers import problem
 from tests.helpers_auth import (
     DROP,
     INACTIVE,
@@ -32,7 +33,6 @@ from tests.helpers_auth import (
     claims_token,
     login_token,
     make_user,
-    problem,
     rows_named,
     token_claims,
     unsigned_token,
@@ -636,3 +636,9 @@ async def test_with_secret_key_tokens_survive_a_restart_and_no_key_file_is_made(
     assert not migrated.database_path.with_name("test.db.secret_key").exists()
     # Product writes are public by default.
     assert (await second.post("/products/", json={"name": "Tea", "price": 1})).status == 201
+
+
+async def test_a_non_ascii_bearer_token_is_401(client: Client) -> None:
+    """Found by review: a token that cannot be ASCII answered a 500 instead of a 401."""
+    response = await client.get("/users/me", headers={"Authorization": "Bearer abc\u00e9.d.e"})
+    await problem(response, 401)

@@ -189,3 +189,12 @@ async def _insert_regular_user(settings: Settings, username: str) -> None:
             )
     finally:
         await other.close()
+
+
+def test_create_superuser_refuses_an_impossible_username(tmp_path: Path) -> None:
+    """Found by review: a username the API would refuse was created from the command line."""
+    db, log_file = tmp_path / "cli.db", tmp_path / "cli.log"
+    result = _run([*RUN_PY, "--username", "bad name!"], db, log_file)
+    assert result.returncode != 0
+    assert "--username" in result.stderr
+    assert not db.exists()

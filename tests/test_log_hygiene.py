@@ -60,9 +60,16 @@ def test_the_scan_finds_a_remembered_secret_and_every_pattern(tmp_path: Path) ->
 
 
 @pytest.mark.usefixtures("pythonpath")
-def test_a_planted_secret_fails_the_whole_run(pytester: pytest.Pytester) -> None:
-    """A suite whose tests all pass still fails when a log it wrote holds a secret."""
-    pytester.makeconftest("from tests.log_hygiene import pytest_sessionfinish\n")
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_a_planted_secret_fails_the_whole_run(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """A suite whose tests all pass still fails when a log it wrote holds a secret.
+
+    Under xdist too (`make test`): the secret is remembered in a worker, and the scan at the
+    end, in the controller, still knows it and reads that worker's logs.
+    """
+    pytester.makeconftest('pytest_plugins = ["tests.log_hygiene"]\n')
     pytester.makepyfile(
         test_planted="""
 from tests.log_hygiene import remember
@@ -76,7 +83,7 @@ def test_writes_a_clean_log(tmp_path):
 """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", f"--rootdir={pytester.path}"
+        "-p", "no:randomly", "-p", "no:cacheprovider", f"--rootdir={pytester.path}", *workers
     )
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from service.app import create_app
@@ -191,3 +191,13 @@ async def test_500_traceback_is_logged_without_local_values(
     if not log_json:
         (line,) = request_lines(settings)
         assert "| GET /boom выполнялся " in line and "status=500 " in line
+
+
+async def test_two_apps_in_one_process_start_and_stop(migrated: Settings) -> None:
+    """Each app removed every loguru sink, so the second one's cleanup crashed."""
+    first = TestServer(create_app(migrated))
+    second = TestServer(create_app(migrated))
+    await first.start_server()
+    await second.start_server()
+    await first.close()
+    await second.close()

@@ -11,7 +11,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -183,9 +182,8 @@ def test_a_lock_row_left_by_a_crashed_migrator_does_not_block_the_next_start(
     url = str(database_of(tmp_path))
     migrations.apply_pending(url)
     engines.rows(url, "INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")
-    started_at = time.monotonic()
-    assert migrations.apply_pending(url) == []  # not "Process 999999 has locked this database"
-    assert time.monotonic() - started_at < 5  # yoyo would wait 10 s before refusing
+    # yoyo would wait for the lock, then refuse: "Process 999999 has locked this database".
+    assert migrations.apply_pending(url) == []
     assert engines.rows(url, "SELECT count(*) FROM yoyo_lock") == [(0,)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -12,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from service.db import Database
 from service.queries import products as queries
+from tests.helpers import problem, validation_errors
 
 Client = TestClient[web.Request, web.Application]
 
@@ -19,6 +19,7 @@ ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?\+00:00$")
 STRONG_ETAG = re.compile(r'^"[^"]+"$')
 PRODUCT_KEYS = {"id", "name", "price", "in_stock", "description", "created_at", "updated_at"}
 JSON = {"Content-Type": "application/json"}
+SEEDED_AT = "2026-11-27T10:00:00+00:00"  # when seed() says its products were made
 
 
 async def create(client: Client, **fields: Any) -> dict[str, Any]:
@@ -32,34 +33,6 @@ async def create(client: Client, **fields: Any) -> dict[str, Any]:
 async def post_raw(client: Client, text: str | bytes, path: str = "/products/") -> Any:
     """POST a body exactly as written (json= would re-encode numbers)."""
     return await client.post(path, data=text, headers=JSON)
-
-
-async def problem(response: Any, status: int) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with `status` and return its body."""
-    text = await response.text()
-    assert response.status == status, text
-    assert response.content_type == "application/problem+json"
-    assert "Traceback" not in text
-    body: dict[str, Any] = json.loads(text)
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
-
-
-async def validation_errors(response: Any) -> dict[str, list[str]]:
-    """Assert a 422 problem and return its `errors`."""
-    body = await problem(response, 422)
-    errors: dict[str, list[str]] = body["errors"]
-    assert errors, body
-    for messages in errors.values():
-        assert messages
-        assert all(isinstance(m, str) and m for m in messages)
-    assert body["detail"].startswith("Request validation failed: ")
-    return errors
 
 
 async def product_rows(database: Database) -> list[dict[str, Any]]:
@@ -242,6 +215,7 @@ async def seed(database: Database, *items: dict[str, Any]) -> list[int]:
                 price_cents=item.get("price_cents", 100),
                 in_stock=item.get("in_stock", True),
                 description=item.get("description"),
+                now=SEEDED_AT,
             )
             made.append(product.id)
     return made
@@ -995,3 +969,40 @@ async def test_no_body_at_all_is_422_under_schema(client: Client, method: str) -
     path = "/products/" if method == "POST" else f"/products/{product['id']}"
     response = await client.request(method, path)
     assert set(await validation_errors(response)) == {"_schema"}
+
+
+# --- found while building the service or by review -------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+async def test_an_empty_update_body_changes_nothing(client: Client, method: str) -> None:
+    """aiohttp-apispec's middleware stored `{}` as `[]`, and the handler failed with a 500."""
+    product = await create(client)
+    response = await getattr(client, method)(f"/products/{product['id']}", json={})
+    assert response.status == 200
+    body = await response.json()
+    assert {k: body[k] for k in ("name", "price", "in_stock")} == {
+        "name": "Tea",
+        "price": 4.5,
+        "in_stock": True,
+    }
+
+
+@pytest.mark.parametrize("path", ["/products/01", "/products/0000000000000000001"])
+async def test_non_canonical_ids_name_nothing(client: Client, path: str) -> None:
+    """An id with leading zeros is not another spelling of product 1: it names nothing."""
+    await create(client)
+    await problem(await client.get(path), 404)
+
+
+@pytest.mark.parametrize("value", ["+5", "1_0", " 5", "\u0665", "5.0"])
+async def test_page_parameters_are_plain_digits(client: Client, value: str) -> None:
+    """int() accepts signs, underscores, spaces and other scripts' digits: the API does not."""
+    errors = await validation_errors(await client.get("/products/", params={"skip": value}))
+    assert "skip" in errors
+
+
+async def test_a_price_filter_with_a_trailing_newline_is_refused(client: Client) -> None:
+    """`$` in re.match also matches before a final newline: such a price is refused, not read."""
+    errors = await validation_errors(await client.get("/products/", params={"min_price": "5\n"}))
+    assert "min_price" in errors

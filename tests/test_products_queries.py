@@ -15,18 +15,6 @@ T0 = "2026-11-27T10:00:00+00:00"
 T1 = "2026-11-27T10:05:00+00:00"
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Make the query module's clock return the given times in turn (the last one repeats)."""
-    times = [T0]
-
-    def now() -> str:
-        return times.pop(0) if len(times) > 1 else times[0]
-
-    monkeypatch.setattr(products, "utc_now", now)
-    return times
-
-
 async def rows(database: Database) -> list[dict[str, Any]]:
     async with database.read() as conn:
         found = await conn.fetch_all("SELECT * FROM products ORDER BY id")
@@ -34,11 +22,13 @@ async def rows(database: Database) -> list[dict[str, Any]]:
 
 
 async def create(database: Database, **fields: Any) -> Product:
+    """Create a product (Tea at 450 cents unless told otherwise) at T0."""
     async with database.transaction() as conn:
         return await products.create_product(
             conn,
             name=fields.pop("name", "Tea"),
             price_cents=fields.pop("price_cents", 450),
+            now=T0,
             **fields,
         )
 
@@ -61,7 +51,7 @@ async def page(
 # --- create / get -----------------------------------------------------------------------------
 
 
-async def test_create_returns_the_stored_row(database: Database, clock: list[str]) -> None:
+async def test_create_returns_the_stored_row(database: Database) -> None:
     product = await create(
         database, name="Зелёный Чай", price_cents=30, in_stock=False, description="Loose"
     )
@@ -124,7 +114,7 @@ async def test_etag_is_strong_and_changes_with_the_version(database: Database) -
     product = await create(database)
     assert product.etag == f'"{product.id}.1"'
     async with database.transaction() as conn:
-        updated = await products.update_product(conn, current=product, changes={})
+        updated = await products.update_product(conn, current=product, changes={}, now=T1)
     assert updated.etag == f'"{product.id}.2"'
     assert updated.etag != product.etag
 
@@ -151,8 +141,8 @@ async def test_query_functions_leave_the_unit_of_work_to_the_caller(database: Da
 
     with pytest.raises(RuntimeError, match="abort"):
         async with database.transaction() as conn:
-            await products.create_product(conn, name="Lost", price_cents=1)
-            await products.update_product(conn, current=kept, changes={"name": "Changed"})
+            await products.create_product(conn, name="Lost", price_cents=1, now=T1)
+            await products.update_product(conn, current=kept, changes={"name": "Changed"}, now=T1)
             await products.delete_product(conn, product_id=kept.id)
             raise RuntimeError("abort")
 
@@ -181,13 +171,12 @@ async def test_the_table_refuses_what_validation_would(
 # --- update / delete ----------------------------------------------------------------------------
 
 
-async def test_update_changes_only_the_given_fields(database: Database, clock: list[str]) -> None:
+async def test_update_changes_only_the_given_fields(database: Database) -> None:
     current = await create(database, name="Laptop", price_cents=100_000, description="14 inches")
-    clock[:] = [T1]
 
     async with database.transaction() as conn:
         updated = await products.update_product(
-            conn, current=current, changes={"price_cents": 5_000_000}
+            conn, current=current, changes={"price_cents": 5_000_000}, now=T1
         )
 
     assert updated == Product(
@@ -216,6 +205,7 @@ async def test_update_every_field(database: Database) -> None:
             conn,
             current=current,
             changes={"name": "КОФЕ", "price_cents": 0, "in_stock": False, "description": None},
+            now=T1,
         )
     assert (updated.name, updated.price_cents, updated.in_stock, updated.description) == (
         "КОФЕ",
@@ -233,7 +223,7 @@ async def test_update_touches_only_its_row(database: Database) -> None:
     target = await create(database, name="Target")
     other = await create(database, name="Other")
     async with database.transaction() as conn:
-        await products.update_product(conn, current=target, changes={"name": "Renamed"})
+        await products.update_product(conn, current=target, changes={"name": "Renamed"}, now=T1)
     async with database.read() as conn:
         assert await products.get_product(conn, product_id=other.id) == other
 

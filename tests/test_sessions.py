@@ -17,7 +17,8 @@ from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, ClientFactory
-from tests.helpers_auth import PASSWORD, bearer, make_user, problem
+from tests.helpers import problem
+from tests.helpers_auth import PASSWORD, bearer, make_user
 
 Client = TestClient[web.Request, web.Application]
 

@@ -8,9 +8,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from yarl import URL
+
+from service import keys
 from service.app import create_app
 from service.db import Database
 from service.settings import Settings
+from tests.helpers import problem, validation_errors
 from tests.helpers_auth import (
     NO_PRIVILEGES,
     PASSWORD,
@@ -22,13 +26,11 @@ from tests.helpers_auth import (
     login,
     login_token,
     make_user,
-    problem,
     rows_named,
     signup,
     user_body,
     user_count,
     user_row,
-    validation_errors,
 )
 
 ClientFactory = Callable[..., Any]
@@ -514,3 +516,65 @@ async def test_superuser_deletes_another_superuser_but_never_himself(
     assert (await client.delete(f"/users/{other.id}", headers=headers)).status == 204
     assert await user_row(database, root.id) is not None
     assert await user_row(database, other.id) is None
+
+
+# --- found by review: each of these answered a 500, broke a rule, or leaked a secret ---------
+
+
+async def test_a_username_with_a_trailing_newline_is_refused(client: Client) -> None:
+    """`$` in re.match also matches before a final newline; the user was created and the
+    Location header then broke the response."""
+    response = await client.post(
+        "/users/signup", json={"username": "bob\n", "password": "correct horse battery"}
+    )
+    errors = await validation_errors(response)
+    assert "username" in errors
+
+
+async def test_a_demotion_racing_a_password_change_is_not_undone(
+    client: Client, database: Database
+) -> None:
+    """The password route wrote back the caller as the auth middleware had read him."""
+    await make_user(database, "root", is_superuser=True)
+    eve = await make_user(database, "eve", is_superuser=True)
+    app = client.app
+    assert app is not None
+    hasher = app[keys.PASSWORDS]
+    demoted, real_hash = asyncio.Event(), hasher.hash
+
+    async def slow_hash(password: str) -> str:
+        await demoted.wait()
+        return await real_hash(password)
+
+    hasher.hash = slow_hash  # type: ignore[method-assign]
+    change = asyncio.create_task(
+        client.patch(
+            "/users/me/password",
+            json={"current_password": PASSWORD, "new_password": "a brand new secret"},
+            headers=await auth(database, eve.id),
+        )
+    )
+    await asyncio.sleep(0.3)  # eve's request is now waiting in the hash
+    root_headers = await auth(database, (await rows_named(database, "root"))[0]["id"])
+    demote = await client.patch(
+        f"/users/{eve.id}", json={"is_superuser": False, "is_active": False}, headers=root_headers
+    )
+    assert demote.status == 200
+    demoted.set()
+    assert (await change).status == 204
+    row = await user_row(database, eve.id)
+    assert row is not None
+    assert (row["is_superuser"], row["is_active"]) == (0, 0)
+
+
+async def test_a_session_id_or_username_with_a_nul_names_nothing(
+    client: Client, database: Database
+) -> None:
+    """PostgreSQL cannot even compare text holding a NUL: such names must not reach it."""
+    root = await make_user(database, "root", is_superuser=True)
+    headers = await auth(database, root.id)
+    for path in ("/users/me/sessions/ab%00c", "/users/al%00ice", "/users/al%ED%A0%80ice"):
+        response = await client.request(
+            "DELETE" if "sessions" in path else "GET", URL(path, encoded=True), headers=headers
+        )
+        await problem(response, 404)

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from service.clock import utc_now
 from service.db import Connection, Row, returned
 from service.db.dialect import contains
 
@@ -119,8 +118,9 @@ async def create_product(
     price_cents: int,
     in_stock: bool = True,
     description: str | None = None,
+    now: str,
 ) -> Product:
-    """Insert a product and return it with its new id."""
+    """Insert a product, created and updated at `now`, and return it with its new id."""
     row = await conn.fetch_one(
         INSERT_PRODUCT,
         {
@@ -129,16 +129,16 @@ async def create_product(
             "price_cents": price_cents,
             "in_stock": in_stock,
             "description": description,
-            "now": utc_now(),
+            "now": now,
         },
     )
     return _product(returned(row))
 
 
 async def update_product(
-    conn: Connection, *, current: Product, changes: Mapping[str, object]
+    conn: Connection, *, current: Product, changes: Mapping[str, object], now: str
 ) -> Product:
-    """Apply `changes` (any of name, price_cents, in_stock, description) to `current`."""
+    """Apply `changes` (any of name, price_cents, in_stock, description) to `current` at `now`."""
     merged = {
         "name": changes.get("name", current.name),
         "price_cents": changes.get("price_cents", current.price_cents),
@@ -151,7 +151,7 @@ async def update_product(
             **merged,
             "id": current.id,
             "name_folded": str(merged["name"]).casefold(),
-            "now": utc_now(),
+            "now": now,
         },
     )
     return _product(returned(row))

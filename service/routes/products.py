@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_apispec import docs, querystring_schema, request_schema, response_schema
 
-from service import keys
+from service import clock, keys
 from service.auth import Access, requires
 from service.errors import NotFound, PreconditionFailed
 from service.ids import parse_id
@@ -105,7 +105,7 @@ async def get_product(request: web.Request) -> web.StreamResponse:
 async def create_product(request: web.Request) -> web.Response:
     data = request[keys.BODY]
     async with request.app[keys.DATABASE].transaction() as conn:
-        product = await products.create_product(conn, **data)
+        product = await products.create_product(conn, **data, now=clock.utc_now())
     return _product_response(product, status=201, location=f"/products/{product.id}")
 
 
@@ -166,7 +166,9 @@ async def _update(request: web.Request) -> web.Response:
         if current is None:
             raise NotFound("product_not_found", product_id=product_id)
         _check_if_match(request, current.etag)
-        product = await products.update_product(conn, current=current, changes=changes)
+        product = await products.update_product(
+            conn, current=current, changes=changes, now=clock.utc_now()
+        )
     return _product_response(product)
 
 
