@@ -106,7 +106,7 @@ class SqliteDatabase:
         writer = await _connect(path, synchronous, busy_timeout_ms)
         opened = [writer]
         try:
-            await writer.execute_fetchall("PRAGMA journal_mode = WAL")
+            await _use_wal(writer, busy_timeout_ms)
             for _ in range(readers):
                 reader = await _connect(path, synchronous, busy_timeout_ms)
                 opened.append(reader)
@@ -166,6 +166,26 @@ class SqliteDatabase:
         finally:
             self._idle_readers.put_nowait(reader)
             self._reader_gate.release()
+
+
+async def _use_wal(writer: aiosqlite.Connection, busy_timeout_ms: int) -> None:
+    """Switch the file to WAL (it stays so), retrying "locked" for up to `busy_timeout_ms`.
+
+    Each connection switching takes a shared lock and then wants the file to itself. When
+    several do so at once (the workers of `run.py --workers` starting on a file that `yoyo
+    apply` left in rollback-journal mode), SQLite refuses all but one at once, without
+    waiting in busy_timeout: waiting would deadlock. The others succeed when tried again.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + busy_timeout_ms / 1000
+    while True:
+        try:
+            await writer.execute_fetchall("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if not isinstance(_translated(error), DatabaseUnavailable) or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.01)
 
 
 async def _rollback(connection: aiosqlite.Connection) -> None:
