@@ -63,11 +63,12 @@ def wait_gone(pids: list[int], seconds: float) -> None:
 
 
 def login(server: Server, username: str) -> str:
+    """Log in, waiting as long as a graceful stop may take to drain it (30 s)."""
     form = urllib.parse.urlencode({"username": username, "password": PASSWORD}).encode()
     request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
         f"{server.base}/login/access-token", data=form, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
         return str(json.loads(response.read())["access_token"])
 
 
