@@ -110,23 +110,8 @@ def environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
 @contextlib.contextmanager
 def started(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
     """run.py in a subprocess, killed on the way out whatever happens."""
-    port = free_port()
-    stderr_path = tmp_path / f"stderr-{port}.txt"
-    environ = environment(tmp_path, **env)
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "run.py", "--port", str(port), *args],
-            cwd=REPO_ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(process, port, stderr_path, Path(environ["LOG_FILE"]), database_of(tmp_path))
-    try:
+    with _spawned(tmp_path, ["run.py"], args, env, port_flag="--port") as server:
         yield server
-    finally:
-        kill_family(process)
 
 
 GUNICORN = ["-m", "gunicorn", "service.app:app_factory", "--worker-class", "service.worker.Worker"]
@@ -136,12 +121,27 @@ GUNICORN = ["-m", "gunicorn", "service.app:app_factory", "--worker-class", "serv
 def gunicorn_started(tmp_path: Path, *args: str, **env: str) -> Iterator[Server]:
     """gunicorn with service.worker.Worker on a migrated database, killed on the way out."""
     migrations.apply_pending(database_of(tmp_path))  # gunicorn does not migrate
+    with _spawned(tmp_path, GUNICORN, args, env, port_flag="--bind") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _spawned(
+    tmp_path: Path,
+    command: list[str],
+    args: tuple[str, ...],
+    env: dict[str, str],
+    *,
+    port_flag: str,
+) -> Iterator[Server]:
+    """`python COMMAND PORT_FLAG PORT ARGS` on a free port, its output in a file beside it."""
     port = free_port()
+    address = str(port) if port_flag == "--port" else f"127.0.0.1:{port}"
     stderr_path = tmp_path / f"stderr-{port}.txt"
     environ = environment(tmp_path, **env)
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, *GUNICORN, "--bind", f"127.0.0.1:{port}", *args],
+            [sys.executable, *command, port_flag, address, *args],
             cwd=REPO_ROOT,
             env=environ,
             stdin=subprocess.DEVNULL,

@@ -13,7 +13,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -195,46 +197,65 @@ def login_status(server: Server, username: str) -> int | str:
     return 200
 
 
-def test_sigterm_to_every_process_at_once_then_again_stops_gracefully_with_0(
-    tmp_path: Path,
-) -> None:
-    # What systemd's default KillMode=control-group does: SIGTERM to the parent and to every
-    # worker at once (the parent passes its own on, so each worker gets two), and a stop
-    # repeated by an impatient operator. Logins are in flight in the workers all the while.
+@dataclass
+class Stopped:
+    """How `run.py --workers 2` ended, stopped while 16 logins were in flight."""
+
+    code: int
+    statuses: list[int | str]
+    output: str
+    logs: list[str]
+
+
+def stop_during_logins(tmp_path: Path, stop: Callable[[Server, list[int]], None]) -> Stopped:
+    """Start two workers, put 16 logins in flight, `stop(server, worker_pids)`, wait for the end."""
     with started(tmp_path, "--workers", "2", PASSWORD_HASH_THREADS="1") as server:
         wait_until_every_worker_serves(server, 2)
         pids = worker_pids(server)
         status, _, body = call(
-            server, "POST", "/users/signup", {"username": "cgroup", "password": PASSWORD}
+            server, "POST", "/users/signup", {"username": "drain", "password": PASSWORD}
         )
         assert status == 201, body
         try:
             with ThreadPoolExecutor(16) as pool:
-                logins = [pool.submit(login_status, server, "cgroup") for _ in range(16)]
+                logins = [pool.submit(login_status, server, "drain") for _ in range(16)]
                 time.sleep(0.3)
-                for pid in [server.process.pid, *pids]:
-                    os.kill(pid, signal.SIGTERM)
-                time.sleep(0.1)
-                server.process.send_signal(signal.SIGTERM)
-                server.process.send_signal(signal.SIGINT)
+                stop(server, pids)
                 statuses = [future.result() for future in logins]
             try:
                 code = server.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"the parent did not stop:\n{server.stderr()}")
+                pytest.fail(f"the master did not stop:\n{server.stderr()}")
             wait_gone(pids, 5)
-        finally:  # a worker hung in its cleanup would outlive its parent
+        finally:  # a worker hung in its cleanup would outlive its master
             for pid in pids:
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
         output = server.stderr()
-    assert code == 0, output
-    assert statuses == [200] * 16, statuses  # requests in flight finished
     logs = [server.log_file.with_name(f"app.{n}.log").read_text("utf-8") for n in (1, 2)]
-    for log in logs:
+    return Stopped(code, statuses, output, logs)
+
+
+def test_sigterm_to_every_process_at_once_then_again_stops_gracefully_with_0(
+    tmp_path: Path,
+) -> None:
+    # What systemd's default KillMode=control-group does: SIGTERM to the master and to every
+    # worker at once (each worker also gets the master's), and a stop repeated by an
+    # impatient operator. Logins are in flight in the workers all the while.
+    def control_group(server: Server, pids: list[int]) -> None:
+        for pid in [server.process.pid, *pids]:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.1)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGINT)
+
+    stopped = stop_during_logins(tmp_path, control_group)
+    assert stopped.code == 0, stopped.output
+    assert stopped.statuses == [200] * 16, stopped.statuses  # requests in flight finished
+    for log in stopped.logs:
         assert "SIGTERM: stopping gracefully" in log, log
         assert "Traceback" not in log
-    assert "Traceback" not in output
+    assert "Traceback" not in stopped.output
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
@@ -243,30 +264,12 @@ def test_a_stop_signal_to_the_master_drains_requests_in_flight_and_exits_0(
 ) -> None:
     # SIGTERM from a process manager, SIGINT from Ctrl-C (the terminal sends it to the
     # workers too): logins in flight in the workers finish before they exit.
-    with started(tmp_path, "--workers", "2", PASSWORD_HASH_THREADS="1") as server:
-        wait_until_every_worker_serves(server, 2)
-        pids = worker_pids(server)
-        status, _, body = call(
-            server, "POST", "/users/signup", {"username": "drain", "password": PASSWORD}
-        )
-        assert status == 201, body
-        with ThreadPoolExecutor(16) as pool:
-            logins = [pool.submit(login_status, server, "drain") for _ in range(16)]
-            time.sleep(0.3)
-            server.process.send_signal(stop)
-            statuses = [future.result() for future in logins]
-        try:
-            code = server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the master did not stop:\n{server.stderr()}")
-        wait_gone(pids, 5)
-        output = server.stderr()
-    assert code == 0, output
-    assert statuses == [200] * 16, statuses
-    logs = [server.log_file.with_name(f"app.{n}.log").read_text("utf-8") for n in (1, 2)]
-    for log in logs:
+    stopped = stop_during_logins(tmp_path, lambda server, _: server.process.send_signal(stop))
+    assert stopped.code == 0, stopped.output
+    assert stopped.statuses == [200] * 16, stopped.statuses
+    for log in stopped.logs:
         assert "stopping gracefully" in log, log
-    assert "Traceback" not in output
+    assert "Traceback" not in stopped.output
 
 
 def test_reuse_port_lets_another_process_listen_on_the_workers_port(tmp_path: Path) -> None:
