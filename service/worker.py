@@ -18,6 +18,7 @@ from aiohttp.worker import GunicornWebWorker
 from loguru import logger
 
 from service import connection, serving
+from service.descriptors import raise_open_file_limit
 from service.settings import EventLoop, Settings
 
 AppFactory = Callable[[], Awaitable[web.Application]]
@@ -30,6 +31,7 @@ class Worker(GunicornWebWorker):
     _stopping = False
 
     def init_process(self) -> None:
+        raise_open_file_limit()  # as run.py does: every connection holds a descriptor
         # What aiohttp's GunicornUVLoopWebWorker does, when EVENT_LOOP chooses uvloop: the
         # loop GunicornWebWorker.init_process creates then comes from uvloop's policy.
         if Settings.from_env(os.environ).event_loop is EventLoop.UVLOOP:
