@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from service import files
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def add_sinks(settings: Settings) -> list[int]:
     """
     with contextlib.suppress(ValueError):  # already gone: another app removed it
         logger.remove(0)  # loguru's default stderr sink; ours replace it
-    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+    files.private_folder(settings.log_file.parent)
     log_format = "{message}" if settings.log_json else _plain_format
     sinks = [
         logger.add(
@@ -42,6 +43,7 @@ def add_sinks(settings: Settings) -> list[int]:
             rotation=ROTATION,
             retention=RETENTION,
             encoding="utf-8",
+            opener=files.open_private,  # passed on to open(): log files are owner-only
         )
     ]
     if settings.log_stderr:
