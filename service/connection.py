@@ -43,6 +43,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 from loguru import logger
 
+from service import headers
 from service.descriptors import accepted, log_exhaustion
 from service.errors import ApiError, problem_response
 
@@ -171,6 +172,7 @@ class RequestHandler(web_protocol.RequestHandler):
             )
             error = ApiError("unparsable_request", status=status, reason=reason)
         response = problem_response(error, "en")
+        headers.add_common(response.headers)  # no app signal sees this answer
         response.headers["X-Request-ID"] = request_id
         # As the observe middleware times every other answer (it never sees these).
         response.headers["X-Process-Time-ms"] = f"{(time.perf_counter() - started) * 1000:.2f}"
