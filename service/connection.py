@@ -89,6 +89,7 @@ class RequestHandler(web_protocol.RequestHandler):
         for handle in (self._first_byte_handle, self._head_handle):
             if handle is not None:
                 handle.cancel()
+        self._last_payload = None  # it refers back to this connection
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
