@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = dataclasses.replace(
         settings, host=args.host or settings.host, port=args.port or settings.port
     )
+    if not _key_file_is_safe(settings):
+        return 1
     if not _prepare_database(settings, migrate=not args.no_migrate):
         return 1
     if args.workers > 1:
@@ -37,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         tokens.load_or_create_key(settings.secret_key, settings.database_path)
         return supervise(settings, workers=args.workers, reuse_port=args.reuse_port)
     return serve(settings, reuse_port=args.reuse_port)
+
+
+def _key_file_is_safe(settings: Settings) -> bool:
+    """The generated key's file, if there is one, is owner-only; say plainly if not."""
+    if settings.secret_key is not None:
+        return True
+    try:
+        tokens.check_key_file(tokens.key_file_of(settings.database_path))
+    except tokens.KeyFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def _prepare_database(settings: Settings, *, migrate: bool) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import housekeeping, keys, log, middlewares, tokens
+from service import headers, housekeeping, keys, log, middlewares, tokens
 from service.accounts.context import Accounts
 from service.auth import authenticate
 from service.db import migrations, open_database
@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[keys.SETTINGS] = settings
+    app.on_response_prepare.append(headers.on_response_prepare)
     app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids(settings.dialect)
     app.cleanup_ctx.extend(
         [

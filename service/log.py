@@ -6,10 +6,12 @@ import contextlib
 import itertools
 import re
 import sys
+import unicodedata
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from service import files
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,7 +20,10 @@ if TYPE_CHECKING:
 ROTATION = "10 MB"
 RETENTION = 10  # rotated files kept
 _FIELDS = ("status", "request_id", "client")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the ASCII ones; beyond ASCII, the categories below
+# Control, format, line and paragraph separators, and lone surrogates (from bytes that were
+# not UTF-8): never written to a log line as they are.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def add_sinks(settings: Settings) -> list[int]:
@@ -29,7 +34,7 @@ def add_sinks(settings: Settings) -> list[int]:
     """
     with contextlib.suppress(ValueError):  # already gone: another app removed it
         logger.remove(0)  # loguru's default stderr sink; ours replace it
-    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+    files.private_folder(settings.log_file.parent)
     log_format = "{message}" if settings.log_json else _plain_format
     sinks = [
         logger.add(
@@ -42,6 +47,7 @@ def add_sinks(settings: Settings) -> list[int]:
             rotation=ROTATION,
             retention=RETENTION,
             encoding="utf-8",
+            opener=files.open_private,  # passed on to open(): log files are owner-only
         )
     ]
     if settings.log_stderr:
@@ -64,10 +70,27 @@ def remove_sinks(sink_ids: list[int]) -> None:
 
 
 def escape(text: str) -> str:
-    """Client text made safe for one log line: control characters become \\xNN escapes."""
-    if not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+    """Client text made safe for one log line: control and format characters become escapes.
+
+    Control characters (line breaks, ANSI sequences) could forge a line; format characters
+    (Unicode category Cf: U+202E RIGHT-TO-LEFT OVERRIDE, the U+2066-2069 isolates, zero-width
+    ones) make a line read differently from what it holds. Both become \\xNN or \\uNNNN.
+    """
+    if text.isascii():
+        return _CONTROL.sub(_escaped, text) if _CONTROL.search(text) else text
+    return "".join(_escaped_char(char) if _unsafe(char) else char for char in text)
+
+
+def _unsafe(char: str) -> bool:
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return _escaped_char(match.group())
+
+
+def _escaped_char(char: str) -> str:
+    return char.encode("unicode_escape").decode()
 
 
 def _plain_format(record: Record) -> str:

@@ -25,7 +25,9 @@ A rebuild of the FastAPI workshop backend: products, users, JWT login.
 * Collection routes answer with and without the trailing slash.
 * Every error is `application/problem+json` (RFC 9457) with a human-readable `detail`;
   422 adds `errors` per field. Send `Accept-Language: ru` for Russian texts.
-* Every response carries `X-Request-ID` and `X-Process-Time-ms`.
+* Every response carries `X-Request-ID`, `X-Process-Time-ms` and
+  `X-Content-Type-Options: nosniff`; answers about users, sessions and tokens carry
+  `Cache-Control: no-store`.
 * Prices are JSON numbers with at most 2 decimals, stored exactly.
 """
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from loguru import logger
 
 from service import connection, keys
+from service.descriptors import raise_open_file_limit
 from service.settings import EventLoop, Settings
 
 SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT/SIGTERM
@@ -36,6 +37,9 @@ def make_runner(app: web.Application) -> connection.AppRunner:
         # byte is in, gets REQUEST_TIMEOUT_SECONDS (service/connection.py says why and how).
         keepalive_timeout=settings.keepalive_timeout_seconds,
         head_timeout=settings.request_timeout_seconds,
+        # A new connection's first byte: sooner than keep-alive, so that idle sockets
+        # cannot hold every descriptor (service/descriptors.py).
+        first_byte_timeout=settings.first_byte_timeout_seconds,
         lingering_time=lingering_seconds(settings),
     )
 
@@ -56,6 +60,7 @@ def new_event_loop(choice: EventLoop) -> asyncio.AbstractEventLoop:
 def serve_forever(app: web.Application, *, reuse_port: bool = False) -> None:
     """Serve `app` in this process until SIGINT/SIGTERM, then stop gracefully."""
     settings = app[keys.SETTINGS]
+    raise_open_file_limit()
     loop_factory = functools.partial(new_event_loop, settings.event_loop)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(_serve(app, settings, reuse_port=reuse_port))

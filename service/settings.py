@@ -58,6 +58,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     request_timeout_seconds: float = 30.0
     keepalive_timeout_seconds: float = 75.0  # above common proxies' 60 s upstream keep-alive
+    first_byte_timeout_seconds: float = 10.0  # a new connection's first byte, then the head
     secret_key: str | None = field(default=None, repr=False)
     access_token_expire_minutes: int = 60
     refresh_token_expire_days: float = 14.0
@@ -101,6 +102,9 @@ class Settings:
             ),
             keepalive_timeout_seconds=reader.get(
                 "KEEPALIVE_TIMEOUT_SECONDS", _positive_float, defaults.keepalive_timeout_seconds
+            ),
+            first_byte_timeout_seconds=reader.get(
+                "FIRST_BYTE_TIMEOUT_SECONDS", _positive_float, defaults.first_byte_timeout_seconds
             ),
             secret_key=reader.get("SECRET_KEY", _secret_key, None, secret=True),
             access_token_expire_minutes=reader.get(

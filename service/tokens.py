@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +113,46 @@ def refresh_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+class KeyFileError(Exception):
+    """The key file is unsafe or unreadable: the service must not start with it."""
+
+
+def key_file_of(database_path: Path) -> Path:
+    """Where the generated key is kept when SECRET_KEY is not set."""
+    return database_path.with_name(database_path.name + ".secret_key")
+
+
+def check_key_file(key_file: Path) -> None:
+    """KeyFileError if `key_file` exists and another user owns it or may read it.
+
+    Anyone who reads the key can sign an access token for any user; a file another user
+    owns may hold a key that user chose.
+    """
+    try:
+        status = key_file.stat()
+    except FileNotFoundError:
+        return
+    if status.st_uid != os.geteuid():
+        raise KeyFileError(
+            f"{key_file} is owned by uid {status.st_uid}, not by this user (uid "
+            f"{os.geteuid()}): chown it, or delete it to generate a new key"
+        )
+    if stat.S_IMODE(status.st_mode) & 0o077:
+        raise KeyFileError(
+            f"{key_file} is open to other users (mode {stat.S_IMODE(status.st_mode):04o}): "
+            f"run `chmod 600 {key_file}`, or delete it to generate a new key"
+        )
+
+
 def load_or_create_key(configured: str | None, database_path: Path) -> str:
-    """SECRET_KEY if set; else a random key kept in an owner-only file beside the database."""
+    """SECRET_KEY if set; else a random key kept in an owner-only file beside the database.
+
+    KeyFileError if that file is not owner-only (check_key_file).
+    """
     if configured is not None:
         return configured
-    key_file = database_path.with_name(database_path.name + ".secret_key")
+    key_file = key_file_of(database_path)
+    check_key_file(key_file)
     try:
         descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from types import FrameType
 
 from aiohttp import web
 from aiohttp.worker import GunicornWebWorker
+from gunicorn.arbiter import Arbiter
 from loguru import logger
 
-from service import connection, serving
+from service import connection, serving, tokens
+from service.descriptors import raise_open_file_limit
 from service.settings import EventLoop, Settings
 
 AppFactory = Callable[[], Awaitable[web.Application]]
@@ -30,9 +33,18 @@ class Worker(GunicornWebWorker):
     _stopping = False
 
     def init_process(self) -> None:
+        raise_open_file_limit()  # as run.py does: every connection holds a descriptor
+        settings = Settings.from_env(os.environ)
+        if settings.secret_key is None:
+            try:
+                tokens.check_key_file(tokens.key_file_of(settings.database_path))
+            except tokens.KeyFileError as error:
+                # One line, as run.py says it; gunicorn's master stops on this exit code.
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                sys.exit(Arbiter.WORKER_BOOT_ERROR)
         # What aiohttp's GunicornUVLoopWebWorker does, when EVENT_LOOP chooses uvloop: the
         # loop GunicornWebWorker.init_process creates then comes from uvloop's policy.
-        if Settings.from_env(os.environ).event_loop is EventLoop.UVLOOP:
+        if settings.event_loop is EventLoop.UVLOOP:
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -17,10 +17,12 @@ from aiohttp.worker import GunicornWebWorker
 
 from service import connection
 
-# Read or written by connection.RequestHandler.data_received and handle_error.
+# Read or written by connection.RequestHandler's deadlines and handle_error.
 REQUEST_HANDLER_SLOTS = {
     "_waiter",  # set while the connection waits for a request (idle)
     "_request_count",  # grows when a request head is complete
+    "_messages",  # parsed requests not yet taken by the handler, (message, payload)
+    "_request_in_progress",  # true while a request is being handled
     "_keepalive_handle",  # the timer that closes an idle connection
     "_next_keepalive_close_time",  # when that timer closes it; moved to the head deadline
     "_loop",
@@ -40,6 +42,9 @@ def test_the_request_handler_attributes_the_head_deadline_uses_exist() -> None:
     # Called by the timer we arm: it closes the connection if still idle at the close time.
     assert parameters(web_protocol.RequestHandler._process_keepalive) == ["self"]
     assert parameters(web_protocol.RequestHandler.data_received) == ["self", "data"]
+    assert parameters(web_protocol.RequestHandler.connection_made) == ["self", "transport"]
+    assert parameters(web_protocol.RequestHandler.connection_lost) == ["self", "exc"]
+    assert parameters(web_protocol.RequestHandler.force_close) == ["self"]
     init = inspect.signature(web_protocol.RequestHandler.__init__).parameters
     for name in ("manager", "loop", "keepalive_timeout", "lingering_time"):
         assert name in init, name

@@ -41,6 +41,7 @@ def test_defaults() -> None:
     assert settings.login_max_failures == 10
     assert settings.login_failure_window_seconds == 900
     assert settings.event_loop is EventLoop.UVLOOP
+    assert settings.first_byte_timeout_seconds == 10.0
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -59,6 +60,7 @@ def test_values_are_read() -> None:
             "MAX_BODY_BYTES": "2048",
             "REQUEST_TIMEOUT_SECONDS": "2.5",
             "KEEPALIVE_TIMEOUT_SECONDS": "90.5",
+            "FIRST_BYTE_TIMEOUT_SECONDS": "4.5",
             "SECRET_KEY": GOOD_KEY,
             "ACCESS_TOKEN_EXPIRE_MINUTES": "15",
             "PRODUCT_WRITE_ACCESS": "SuperUser",
@@ -77,6 +79,7 @@ def test_values_are_read() -> None:
     assert settings.max_body_bytes == 2048
     assert settings.request_timeout_seconds == 2.5
     assert settings.keepalive_timeout_seconds == 90.5
+    assert settings.first_byte_timeout_seconds == 4.5
     assert settings.secret_key == GOOD_KEY
     assert settings.access_token_expire_minutes == 15
     assert settings.product_write_access is ProductWriteAccess.SUPERUSER
@@ -146,6 +149,9 @@ def test_bad_boolean_is_refused_naming_the_variable(variable: str, raw: str) -> 
         ("REQUEST_TIMEOUT_SECONDS", "inf"),
         ("KEEPALIVE_TIMEOUT_SECONDS", "0"),
         ("KEEPALIVE_TIMEOUT_SECONDS", "forever"),
+        ("FIRST_BYTE_TIMEOUT_SECONDS", "0"),
+        ("FIRST_BYTE_TIMEOUT_SECONDS", "soon"),
+        ("FIRST_BYTE_TIMEOUT_SECONDS", "inf"),
         ("ACCESS_TOKEN_EXPIRE_MINUTES", "0"),
         ("ACCESS_TOKEN_EXPIRE_MINUTES", "an hour"),
         ("PRODUCT_WRITE_ACCESS", "admin"),

@@ -22,6 +22,7 @@ from yoyo import get_backend, read_migrations
 
 from service.db.dialect import Dialect
 from service.db.interface import Connection, DatabaseError, UndefinedTable
+from service.files import private_file
 from service.settings import redacted_url
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -142,7 +143,7 @@ def _url(database: str | Path) -> str:
 def _backend(url: str, *, exclusive: bool = True) -> Iterator[Any]:
     """yoyo's backend for `url`; on PostgreSQL with `exclusive`, no other node migrates."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(url.removeprefix("sqlite:///")))  # before SQLite creates it 0644
     try:
         backend = get_backend(url)
     except _DRIVER_ERRORS as error:

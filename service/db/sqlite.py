@@ -34,6 +34,7 @@ from service.db.interface import (
     UndefinedTable,
     UniqueViolation,
 )
+from service.files import private_file
 
 BUSY_TIMEOUT_MS = 5000
 # SQLite's answers that say "another connection holds the lock": retryable, not a failure.
@@ -102,7 +103,7 @@ class SqliteDatabase:
 
         `busy_timeout_ms`: how long a statement waits for another process's lock.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # owner-only; SQLite gives -wal and -shm the same mode
         writer = await _connect(path, synchronous, busy_timeout_ms)
         opened = [writer]
         try:
