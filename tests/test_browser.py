@@ -254,8 +254,8 @@ def _try_read_me(browser: Browser) -> None:
 
 
 def _try_create_product(browser: Browser, server: Server) -> None:
-    """POST /products/, Try it out with a JSON body: 201, and the product is there."""
-    block = _try_it_out(browser, "post", "/products/")
+    """POST /products, Try it out with a JSON body: 201, and the product is there."""
+    block = _try_it_out(browser, "post", "/products")
     editor = browser.visible("textarea.body-param__text", block)
     product = json.dumps({"name": "Browser tea", "price": 4.5, "in_stock": True})
     # Type over the selected example (emptied first, Swagger UI puts `{}` back); Tab

@@ -35,7 +35,7 @@ import requests
 import schemathesis
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from service import tokens
+from service import keys, tokens
 from service.app import create_app
 from service.db import migrations, open_database
 from service.queries import sessions as session_queries
@@ -215,7 +215,7 @@ def identities(fuzz_server: Server) -> dict[str, Identity]:
 def _document() -> dict[str, Any]:
     """The document as run.py's app builds it (nothing is opened to build it)."""
     app = create_app(Settings(secret_key=SECRET_KEY))
-    document: dict[str, Any] = json.loads(json.dumps(app["swagger_dict"]))
+    document: dict[str, Any] = json.loads(json.dumps(app[keys.OPENAPI_DOCUMENT]))
     return document
 
 
