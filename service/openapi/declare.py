@@ -56,22 +56,25 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 
-# One or more entity tags, or `*` (RFC 9110); anything else (empty included) is 412.
-_ENTITY_TAGS = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
+# Any text: `*`, or a list of entity tags (RFC 9110; an empty list is valid). A value that
+# names no current ETag, malformed or empty included, matches nothing: If-Match then
+# answers 412, If-None-Match does not apply.
 IF_MATCH: dict[str, Any] = {
     "in": "header",
     "name": "If-Match",
     "required": False,
     "description": "The ETag last seen: the change is made only if the resource is still "
-    "at that version, else 412 (a lost update prevented). `*` matches any version.",
-    "schema": {"type": "string", "pattern": _ENTITY_TAGS, "examples": ['"1.2"']},
+    "at that version, else 412 (a lost update prevented); so is any value that names no "
+    "current ETag, an empty one included. `*` matches any version.",
+    "schema": {"type": "string", "examples": ['"1.2"', "*"]},
 }
 IF_NONE_MATCH: dict[str, Any] = {
     "in": "header",
     "name": "If-None-Match",
     "required": False,
-    "description": "The ETag last seen: 304 without a body while it is still current.",
-    "schema": {"type": "string", "pattern": _ENTITY_TAGS, "examples": ['"1.2"']},
+    "description": "The ETag last seen: 304 without a body while it is still current "
+    "(`*`: while the resource exists).",
+    "schema": {"type": "string", "examples": ['"1.2"']},
 }
 
 

@@ -38,7 +38,29 @@ def add_pages(app: web.Application, *, title: str, spec_path: str) -> None:
     app.router.add_get("/docs", _page(swagger))
     app.router.add_get("/redoc", _page(redoc))
     app.router.add_static(SWAGGER_STATIC, assets / "swagger-ui-dist", name="swagger.static")
+    bundle = _offline_redoc(assets / "redoc" / "bundles" / "redoc.standalone.js")
+    app.router.add_get(f"{REDOC_STATIC}/redoc.standalone.js", _script(bundle))
     app.router.add_static(REDOC_STATIC, assets / "redoc" / "bundles", name="redoc.static")
+
+
+# ReDoc's sidebar footer shows Redocly's logo from their CDN: a request to another host
+# from a page that must work offline and tell no one who reads the docs. Without the URL
+# the image fails to load and ReDoc removes it (its onError); the link text stays.
+_REDOCLY_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+def _offline_redoc(path: Path) -> bytes:
+    bundle = path.read_bytes()
+    if _REDOCLY_LOGO not in bundle:  # a new ReDoc: check what it fetches, then adapt
+        raise RuntimeError(f"{path}: ReDoc's logo URL moved; see service/openapi/pages.py")
+    return bundle.replace(_REDOCLY_LOGO, b"")
+
+
+def _script(body: bytes) -> Handler:
+    async def script(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/javascript", charset="utf-8")
+
+    return script
 
 
 def _page(html: str) -> Handler:

@@ -12,6 +12,7 @@ from service.auth import Access, current_session, current_user, requires
 from service.errors import NotFound
 from service.ids import parse_id
 from service.openapi import error_responses, no_content, path_id, path_text, response_headers
+from service.paths import fixed_path_methods
 from service.queries.users import User
 from service.representations import user_json
 from service.responses import json_response
@@ -204,8 +205,15 @@ async def delete_user(request: web.Request) -> web.Response:
 
 @routes.route("PATCH", ITEM)
 @routes.route("DELETE", ITEM)
-async def no_such_user_id(_: web.Request) -> web.Response:
-    """PATCH/DELETE take a positive integer id: anything else is 404, not 405."""
+async def no_such_user_id(request: web.Request) -> web.Response:
+    """PATCH/DELETE take a positive integer id: anything else is 404, not 405.
+
+    Except a path that is a route of its own (`/users/signup`, POST only): 405 with its
+    methods in `Allow`, as the document says of a method it does not list there.
+    """
+    allowed = fixed_path_methods(request)
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise NotFound("user_not_found")
 
 
