@@ -17,7 +17,7 @@ What every operation gets here, whoever writes the route:
 - `X-Request-ID` and `X-Process-Time-ms` on every response, `WWW-Authenticate` on 401,
   `Retry-After` on 429 and 503, the headers of @response_headers;
 - `security` from @requires (401 and 403 documented), `security: []` on public routes;
-- a string field with metadata `enum_name` (and `enum_varnames`) becomes a named schema.
+- a field with metadata `x-enum-name` (and `x-enum-varnames`) becomes a named schema.
 """
 
 from __future__ import annotations
