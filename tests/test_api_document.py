@@ -57,9 +57,9 @@ def test_the_document_is_openapi_3_1_with_servers_and_security_schemes() -> None
     assert document["openapi"] == "3.1.0"
     assert document["servers"] and document["servers"][0]["url"] == "/"
     schemes = document["components"]["securitySchemes"]
-    password = schemes["OAuth2PasswordBearer"]["flows"]["password"]
+    password = schemes["OAuth2Password"]["flows"]["password"]
     assert password["tokenUrl"] == "/login/access-token"
-    assert schemes["HTTPBearer"] == {**schemes["HTTPBearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["BearerToken"] == {**schemes["BearerToken"], "type": "http", "scheme": "bearer"}
     assert "swagger" not in document and "definitions" not in document
 
 
@@ -77,7 +77,7 @@ def test_public_operations_say_so_and_protected_ones_name_both_schemes() -> None
     public = document["paths"]["/products"]["get"]
     assert public["security"] == []
     me = document["paths"]["/users/me"]["get"]
-    assert me["security"] == [{"OAuth2PasswordBearer": []}, {"HTTPBearer": []}]
+    assert me["security"] == [{"OAuth2Password": []}, {"BearerToken": []}]
     assert {"401", "403"} <= set(me["responses"])
     # Product writes follow PRODUCT_WRITE_ACCESS.
     locked = _document(product_write_access=ProductWriteAccess.USER)
@@ -188,7 +188,7 @@ def test_a_new_route_gets_the_common_machinery_by_declaration() -> None:
     document = build_document(app, Settings(secret_key=TEST_SECRET_KEY))
     operation = document["paths"]["/password-recovery"]["post"]
     assert operation["operationId"] == "recover_password"
-    assert operation["security"] == [{"OAuth2PasswordBearer": []}, {"HTTPBearer": []}]
+    assert operation["security"] == [{"OAuth2Password": []}, {"BearerToken": []}]
     assert list(operation["requestBody"]["content"]) == ["application/json"]
     responses = operation["responses"]
     assert list(responses["201"]["content"]) == ["application/json"]

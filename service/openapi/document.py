@@ -39,7 +39,7 @@ OPENAPI_VERSION = "3.1.0"
 TITLE = "Products and accounts API"
 VERSION = "1.0.0"
 TOKEN_URL = "/login/access-token"  # noqa: S105 - a path, not a password
-SECURITY: list[dict[str, list[str]]] = [{"OAuth2PasswordBearer": []}, {"HTTPBearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"OAuth2Password": []}, {"BearerToken": []}]
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
@@ -78,8 +78,8 @@ def build_document(app: web.Application, settings: Settings) -> dict[str, Any]:
         servers=[{"url": "/", "description": "The service that serves this document"}],
         tags=TAGS,
     )
-    spec.components.security_scheme("OAuth2PasswordBearer", _OAUTH2)
-    spec.components.security_scheme("HTTPBearer", _BEARER)
+    spec.components.security_scheme("OAuth2Password", _OAUTH2)
+    spec.components.security_scheme("BearerToken", _BEARER)
     for name, header in HEADERS.items():
         spec.components.header(name, header)
     for path, method, handler in _documented_routes(app):
