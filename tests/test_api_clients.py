@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.helpers_process import REPO_ROOT, Server, started, wait_until_serving
+from tests.helpers_process import REPO_ROOT, Server, database_of, started, wait_until_serving
 
 pytestmark = pytest.mark.process
 
@@ -56,7 +57,9 @@ def _run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with started(tmp_path_factory.mktemp("clients")) as running:
+    directory = tmp_path_factory.mktemp("clients")
+    database_of(directory, keep=True)  # PostgreSQL: for the module, not its first test only
+    with started(directory) as running:
         wait_until_serving(running)
         yield running
 
@@ -120,14 +123,24 @@ def test_a_generated_python_client_runs_a_real_flow(client_package: Any, server:
     assert api is not None
 
     # Each client holds an httpx connection pool: closed by `with`.
-    with client_package.Client(base_url=server.base) as anonymous:
-        created = signup_api.sync(client=anonymous, body=models.Signup("gen_alice", PASSWORD))
-        assert isinstance(created, models.User) and created.username == "gen_alice"
-        token = login_api.sync(client=anonymous, body=models.LoginForm("gen_alice", PASSWORD))
+    # Generous timeouts (httpx's default is 5 s): argon2 on a machine busy with other tests.
+    timeout = httpx.Timeout(60)
+    with client_package.Client(base_url=server.base, timeout=timeout) as anonymous:
+        signed_up = signup_api.sync_detailed(
+            client=anonymous, body=models.Signup("gen_alice", PASSWORD)
+        )
+        assert signed_up.status_code == 201, signed_up.content
+        assert isinstance(signed_up.parsed, models.User)
+        assert signed_up.parsed.username == "gen_alice"
+        logged_in = login_api.sync_detailed(
+            client=anonymous, body=models.LoginForm("gen_alice", PASSWORD)
+        )
+        assert logged_in.status_code == 200, logged_in.content
+        token = logged_in.parsed
         assert isinstance(token, models.Token) and token.token_type == "bearer"
 
     with client_package.AuthenticatedClient(
-        base_url=server.base, token=token.access_token
+        base_url=server.base, token=token.access_token, timeout=timeout
     ) as client:
         me = me_api.sync(client=client)
         assert isinstance(me, models.User) and me.username == "gen_alice"
@@ -145,7 +158,10 @@ def test_a_generated_python_client_runs_a_real_flow(client_package: Any, server:
         assert refused.parsed.status == 422 and "price" in refused.parsed.errors.to_dict()
 
     stale_client = client_package.AuthenticatedClient(
-        base_url=server.base, token=token.access_token, headers={"If-Match": '"0.0"'}
+        base_url=server.base,
+        token=token.access_token,
+        headers={"If-Match": '"0.0"'},
+        timeout=timeout,
     )
     with stale_client:
         stale = update_api.sync_detailed(
