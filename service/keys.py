@@ -18,6 +18,8 @@ KNOWN_MIGRATIONS = web.AppKey("known_migrations", frozenset)
 TOKEN_KEY = web.AppKey("token_key", str)  # the JWT signing key: never logged
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hasher, key
+# The OpenAPI document /openapi.json serves, built once from the routes' declarations.
+OPENAPI_DOCUMENT = web.AppKey[dict[str, Any]]("openapi_document")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CURRENT_USER = web.RequestKey[User | None]("current_user")

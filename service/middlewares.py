@@ -17,6 +17,7 @@ from service import keys, log, messages
 from service.accounts.errors import AccountError
 from service.db import DatabaseUnavailable, InvalidValue
 from service.errors import ApiError, as_api_error, problem_response
+from service.paths import fixed_path_methods
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 CLIENT_CLOSED_REQUEST = 499  # logged (never sent) when the client went away mid-request
@@ -122,7 +123,8 @@ def _from_http_exception(request: web.Request, error: web.HTTPException) -> ApiE
     if error.status == 404:
         return ApiError("route_not_found", status=404, path=request.path)
     if error.status == 405:
-        allow = error.headers.get("Allow", "")
+        fixed = fixed_path_methods(request)  # `/users/signup`, not `/users/{user}` too
+        allow = ",".join(sorted(fixed)) if fixed else error.headers.get("Allow", "")
         return ApiError(
             "method_not_allowed", status=405, headers={"Allow": allow}, method=request.method
         )

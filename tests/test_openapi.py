@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from jsonschema import Draft4Validator
-from openapi_spec_validator import OpenAPIV2SpecValidator, validate
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from service.app import create_app
 from service.settings import Settings
@@ -52,18 +52,15 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def test_document_is_valid(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    # openapi-spec-validator validates with jsonschema-rs where that is installed
-    # (schemathesis brings it), and jsonschema-rs holds `tokenUrl` to `format: uri`, which
-    # the relative `/login/access-token` is not (Swagger 2.0: it SHOULD be a URL; Swagger
-    # UI resolves it against the page, wherever the service is served). So: valid under
-    # the pure-Python backend, and that is the only complaint of the strict one.
+    # Valid under both of openapi-spec-validator's backends: the pure-Python one and
+    # jsonschema-rs (schemathesis brings it), which once refused Swagger 2.0's relative
+    # `tokenUrl`; OpenAPI 3.1 allows a relative URL there.
     monkeypatch.setenv(VALIDATOR_BACKEND, "jsonschema")
     validate(spec)  # raises on an invalid document
     monkeypatch.setenv(VALIDATOR_BACKEND, "jsonschema-rs")
-    complaints = [error.message for error in OpenAPIV2SpecValidator(spec).iter_errors()]
-    assert len(complaints) <= 1, complaints
-    assert all('"tokenUrl":"/login/access-token"' in c for c in complaints), complaints
-    assert spec.get("swagger") == "2.0" or spec.get("openapi", "").startswith("3.")
+    complaints = [error.message for error in OpenAPIV31SpecValidator(spec).iter_errors()]
+    assert complaints == []
+    assert spec.get("openapi") == "3.1.0"
     assert spec["info"]["title"]
     assert spec["info"]["version"]
 
@@ -92,15 +89,16 @@ def test_path_parameters_are_declared(spec: dict[str, Any]) -> None:
 
 def test_product_and_health_routes_are_documented(spec: dict[str, Any]) -> None:
     paths = spec["paths"]
-    assert {"get", "post"} <= set(paths["/products/"])
+    assert {"get", "post"} <= set(paths["/products"])
     assert {"get", "put", "patch", "delete"} <= set(paths["/products/{product_id}"])
     assert "get" in paths["/health"]
     assert "get" in paths["/health/ready"]
     assert "503" in paths["/health/ready"]["get"]["responses"]
     assert "404" in paths["/products/{product_id}"]["get"]["responses"]
-    assert "201" in paths["/products/"]["post"]["responses"]
-    # the slash-less aliases are served but not documented twice
-    assert "/products" not in paths
+    assert "201" in paths["/products"]["post"]["responses"]
+    # the collection is served with and without the slash but documented once (without
+    # it, as linters want)
+    assert "/products/" not in paths
     # the documentation pages themselves are not API operations
     assert not {"/docs", "/redoc", "/openapi.json"} & set(paths)
 
@@ -166,9 +164,9 @@ def _operation(spec: dict[str, Any], method: str, path: str) -> dict[str, Any]:
 
 
 def _body_schema(spec: dict[str, Any], method: str, path: str) -> dict[str, Any]:
-    (body,) = [p for p in _operation(spec, method, path)["parameters"] if p["in"] == "body"]
+    body = _operation(spec, method, path)["requestBody"]["content"]["application/json"]
     name = body["schema"]["$ref"].rsplit("/", 1)[-1]
-    schema: dict[str, Any] = spec["definitions"][name]
+    schema: dict[str, Any] = spec["components"]["schemas"][name]
     return schema
 
 
@@ -180,11 +178,20 @@ async def test_every_error_has_a_documented_media_type(
     response = await client.get("/products/0")
     assert (response.status, response.content_type) == (404, "application/problem+json")
     for path, method, operation in operations(spec):
-        produces = operation.get("produces", spec.get("produces", []))
-        assert response.content_type in produces, f"{method.upper()} {path}: {produces}"
+        for status, answer in operation["responses"].items():
+            produces = list(answer.get("content", {}))
+            if int(status) >= 400:
+                assert produces == [response.content_type], f"{method.upper()} {path} {status}"
+            elif status in ("204", "304"):
+                assert produces == [], f"{method.upper()} {path} {status}"
+            else:
+                assert produces == ["application/json"], f"{method.upper()} {path} {status}"
     # ... and a route whose only success is a bodiless 204 claims no JSON
-    assert _operation(spec, "post", "/logout")["produces"] == ["application/problem+json"]
-    assert "application/json" in _operation(spec, "get", "/users/me")["produces"]
+    logout = _operation(spec, "post", "/logout")["responses"]
+    assert "content" not in logout["204"]
+    assert list(_operation(spec, "get", "/users/me")["responses"]["200"]["content"]) == [
+        "application/json"
+    ]
 
 
 async def test_a_missing_json_body_is_documented_as_refused(
@@ -195,14 +202,13 @@ async def test_a_missing_json_body_is_documented_as_refused(
     response = await client.put("/products/1")
     assert response.status == 422
     bodies = [
-        (f"{method.upper()} {path}", parameter)
+        (f"{method.upper()} {path}", operation["requestBody"])
         for path, method, operation in operations(spec)
-        for parameter in operation.get("parameters", [])
-        if parameter["in"] == "body"
+        if "requestBody" in operation
     ]
     assert bodies
-    for where, parameter in bodies:
-        assert parameter.get("required") is True, where
+    for where, body in bodies:
+        assert body.get("required") is True, where
 
 
 @pytest.mark.parametrize(
@@ -215,17 +221,17 @@ async def test_the_document_refuses_the_prices_the_service_refuses(
     valid: bool,
 ) -> None:
     # ST202: prices with more than 2 decimals were documented as valid, and answered 422.
-    price_schema = _body_schema(spec, "post", "/products/")["properties"]["price"]
-    assert Draft4Validator(price_schema).is_valid(price) is valid
+    price_schema = _body_schema(spec, "post", "/products")["properties"]["price"]
+    assert Draft202012Validator(price_schema).is_valid(price) is valid
     response = await client.post("/products/", json={"name": "Tea", "price": price})
     assert response.status == (201 if valid else 422)
 
     (min_price,) = [
-        p for p in _operation(spec, "get", "/products/")["parameters"] if p["name"] == "min_price"
+        p for p in _operation(spec, "get", "/products")["parameters"] if p["name"] == "min_price"
     ]
     text = repr(price)
-    documented = {k: v for k, v in min_price.items() if k in ("type", "pattern")}
-    assert Draft4Validator(documented).is_valid(text) is valid
+    documented = {k: v for k, v in min_price["schema"].items() if k in ("type", "pattern")}
+    assert Draft202012Validator(documented).is_valid(text) is valid
     response = await client.get("/products/", params={"min_price": text})
     assert response.status == (200 if valid else 422)
 
@@ -238,10 +244,11 @@ async def test_a_price_filter_is_documented_as_the_text_it_must_be(
 ) -> None:
     # Numbers by JSON Schema's `type: number`, refused by the service.
     (min_price,) = [
-        p for p in _operation(spec, "get", "/products/")["parameters"] if p["name"] == "min_price"
+        p for p in _operation(spec, "get", "/products")["parameters"] if p["name"] == "min_price"
     ]
-    assert min_price["type"] == "string"
-    assert not Draft4Validator({"type": "string", "pattern": min_price["pattern"]}).is_valid(text)
+    assert min_price["schema"]["type"] == "string"
+    pattern = min_price["schema"]["pattern"]
+    assert not Draft202012Validator({"type": "string", "pattern": pattern}).is_valid(text)
     assert (await client.get("/products/", params={"min_price": text})).status == 422
 
 
@@ -250,7 +257,7 @@ async def test_a_price_filter_is_documented_as_the_text_it_must_be(
     [
         ("patch", "/users/me/password", "new_password"),
         ("post", "/login/refresh", "refresh_token"),
-        ("post", "/products/", "name"),
+        ("post", "/products", "name"),
     ],
 )
 def test_nul_in_text_is_documented_as_refused(
@@ -259,8 +266,8 @@ def test_nul_in_text_is_documented_as_refused(
     # ST202: "\u0000" is refused with 422 (SQLite's text functions stop at NUL), but the
     # document allowed any string. (The 422 itself is tested with each route.)
     field_schema = _body_schema(spec, method, path)["properties"][field]
-    assert not Draft4Validator(field_schema).is_valid("abcdefgh\x00ijk")
-    assert Draft4Validator(field_schema).is_valid("abcdefghijk")
+    assert not Draft202012Validator(field_schema).is_valid("abcdefgh\x00ijk")
+    assert Draft202012Validator(field_schema).is_valid("abcdefghijk")
 
 
 async def test_the_reserved_username_is_documented_as_refused(
@@ -273,7 +280,7 @@ async def test_the_reserved_username_is_documented_as_refused(
             "/users/signup", json={"username": name, "password": "correct horse battery"}
         )
         assert response.status == status, name
-        assert Draft4Validator(username).is_valid(name) is (status == 201), name
+        assert Draft202012Validator(username).is_valid(name) is (status == 201), name
 
 
 async def test_every_status_the_login_form_answers_is_documented(

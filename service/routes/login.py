@@ -10,7 +10,7 @@ from service.accounts import login, sessions
 from service.accounts.context import Caller
 from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
-from service.openapi import error_responses
+from service.openapi import error_responses, no_content, response_headers
 from service.representations import tokens_json, user_json
 from service.responses import json_response
 from service.schemas.users import LoginFormSchema, RefreshSchema, TokenSchema, UserSchema
@@ -23,15 +23,16 @@ routes = web.RouteTableDef()
 @docs(
     tags=["login"],
     summary="Log in: trade a username and password for an access token",
+    operationId="login",
     description="OAuth2 password flow (form fields; `grant_type` and `scope` are ignored). "
     "Unknown user and wrong password get the same 401. After LOGIN_MAX_FAILURES failures "
     "for one username from one address within LOGIN_FAILURE_WINDOW_SECONDS: 429 with "
     "Retry-After, even with the right password, until the window passes.",
-    consumes=["application/x-www-form-urlencoded"],
     responses=error_responses(400, 401, 415, 422, 429),
 )
 @form_schema(LoginFormSchema)
 @response_schema(TokenSchema, 200, description="A bearer token (Cache-Control: no-store)")
+@response_headers(200, "Cache-Control")
 async def login_access_token(request: web.Request) -> web.Response:
     form = request[keys.FORM]
     issued = await login.log_in(
@@ -47,14 +48,15 @@ async def login_access_token(request: web.Request) -> web.Response:
 @docs(
     tags=["login"],
     summary="Trade a refresh token for new access and refresh tokens",
+    operationId="refresh_token",
     description="The refresh token rotates: the one sent is spent. Presenting a spent one "
     "again is treated as theft: 401, and its whole session ends. Form or JSON body.",
-    consumes=["application/json", "application/x-www-form-urlencoded"],
     responses=error_responses(400, 401, 415, 422),
 )
 @accepts_form_too
 @request_schema(RefreshSchema)
 @response_schema(TokenSchema, 200, description="New tokens (Cache-Control: no-store)")
+@response_headers(200, "Cache-Control")
 async def refresh(request: web.Request) -> web.Response:
     issued = await sessions.refresh(
         request.app[keys.ACCOUNTS],
@@ -70,7 +72,7 @@ async def refresh(request: web.Request) -> web.Response:
     summary="Log out: end the current session",
     description="Its access token is refused from the next request on, and its refresh "
     "token no longer refreshes.",
-    responses={"204": {"description": "Logged out"}, **error_responses(401, 403)},
+    responses={**no_content("Logged out"), **error_responses(401, 403)},
 )
 @requires(Access.USER)
 async def logout(request: web.Request) -> web.Response:

@@ -11,7 +11,14 @@ from service import clock, keys
 from service.auth import Access, requires
 from service.errors import NotFound, PreconditionFailed
 from service.ids import parse_id
-from service.openapi import error_responses
+from service.openapi import (
+    IF_MATCH,
+    IF_NONE_MATCH,
+    error_responses,
+    no_content,
+    path_id,
+    response_headers,
+)
 from service.queries import products
 from service.queries.products import Product, ProductFilter
 from service.responses import json_response
@@ -26,22 +33,7 @@ from service.schemas.products import (
 routes = web.RouteTableDef()
 
 ITEM = "/products/{product_id:[0-9]+}"
-_ID_PARAMETER = {
-    "in": "path",
-    "name": "product_id",
-    "required": True,
-    "type": "integer",
-    "minimum": 1,
-    "description": "The product's id; anything but a positive integer is 404",
-}
-_IF_MATCH = {
-    "in": "header",
-    "name": "If-Match",
-    "required": False,
-    "type": "string",
-    "description": "The ETag last seen; any other value (a stale or empty one) is 412",
-}
-_ETAG = {"ETag": {"type": "string", "description": "Strong entity tag of this version"}}
+_ID_PARAMETER = path_id("product_id", "The product's id; anything but a positive integer is 404")
 _PARTIAL_UPDATE = (
     "Only the fields sent change; the others keep their values, as in the original "
     'system (`{"price": 50000}` changes only the price). `description: null` clears it.'
@@ -78,10 +70,15 @@ async def list_products(request: web.Request) -> web.Response:
     tags=["products"],
     summary="Get a product",
     description="With `If-None-Match` holding the current ETag: 304 and no body.",
-    parameters=[_ID_PARAMETER],
-    responses={"304": {"description": "Not Modified", "headers": _ETAG}, **error_responses(404)},
+    parameters=[_ID_PARAMETER, IF_NONE_MATCH],
+    responses={
+        "304": {"description": "Not Modified: the ETag sent is current"},
+        **error_responses(404),
+    },
 )
 @response_schema(ProductSchema, 200, description="The product")
+@response_headers(200, "ETag")
+@response_headers(304, "ETag")
 async def get_product(request: web.Request) -> web.StreamResponse:
     product_id = _product_id(request)
     async with request.app[keys.DATABASE].read() as conn:
@@ -101,6 +98,7 @@ async def get_product(request: web.Request) -> web.StreamResponse:
 )
 @request_schema(ProductCreateSchema)
 @response_schema(ProductSchema, 201, description="Created; `Location` names it")
+@response_headers(201, "ETag", "Location")
 @requires(Access.PRODUCT_WRITE)
 async def create_product(request: web.Request) -> web.Response:
     data = request[keys.BODY]
@@ -113,12 +111,14 @@ async def create_product(request: web.Request) -> web.Response:
 @docs(
     tags=["products"],
     summary="Update a product (partial, as in the original system)",
+    operationId="replace_product",
     description=_PARTIAL_UPDATE,
-    parameters=[_ID_PARAMETER, _IF_MATCH],
+    parameters=[_ID_PARAMETER, IF_MATCH],
     responses=error_responses(400, 404, 412, 413, 415, 422),
 )
 @request_schema(ProductUpdateSchema)
 @response_schema(ProductSchema, 200, description="The updated product")
+@response_headers(200, "ETag")
 @requires(Access.PRODUCT_WRITE)
 async def put_product(request: web.Request) -> web.Response:
     return await _update(request)
@@ -128,12 +128,14 @@ async def put_product(request: web.Request) -> web.Response:
 @docs(
     tags=["products"],
     summary="Update some fields of a product",
+    operationId="update_product",
     description=_PARTIAL_UPDATE,
-    parameters=[_ID_PARAMETER, _IF_MATCH],
+    parameters=[_ID_PARAMETER, IF_MATCH],
     responses=error_responses(400, 404, 412, 413, 415, 422),
 )
 @request_schema(ProductUpdateSchema)
 @response_schema(ProductSchema, 200, description="The updated product")
+@response_headers(200, "ETag")
 @requires(Access.PRODUCT_WRITE)
 async def patch_product(request: web.Request) -> web.Response:
     return await _update(request)
@@ -143,8 +145,8 @@ async def patch_product(request: web.Request) -> web.Response:
 @docs(
     tags=["products"],
     summary="Delete a product",
-    parameters=[_ID_PARAMETER, _IF_MATCH],
-    responses={"204": {"description": "Deleted"}, **error_responses(404, 412)},
+    parameters=[_ID_PARAMETER, IF_MATCH],
+    responses={**no_content("Deleted"), **error_responses(404, 412)},
 )
 @requires(Access.PRODUCT_WRITE)
 async def delete_product(request: web.Request) -> web.Response:

@@ -8,14 +8,14 @@ from aiohttp_apispec import docs, response_schema
 from service import keys
 from service.accounts import sessions
 from service.auth import Access, current_session, current_user, requires
-from service.openapi import error_responses
+from service.openapi import error_responses, no_content, path_text
 from service.representations import session_json
 from service.responses import json_response
 from service.schemas.users import SessionListSchema
 
 routes = web.RouteTableDef()
 
-_SESSION_ID = {"in": "path", "name": "session_id", "required": True, "type": "string"}
+_SESSION_ID = path_text("session_id", "A session id from the list")
 
 
 @routes.get("/users/me/sessions")
@@ -40,7 +40,7 @@ async def list_my_sessions(request: web.Request) -> web.Response:
     summary="End one of the caller's sessions",
     description="Another user's, an unknown or an already ended session: 404.",
     parameters=[_SESSION_ID],
-    responses={"204": {"description": "Ended"}, **error_responses(401, 403, 404)},
+    responses={**no_content("Ended"), **error_responses(401, 403, 404)},
 )
 @requires(Access.USER)
 async def end_my_session(request: web.Request) -> web.Response:
@@ -56,7 +56,7 @@ async def end_my_session(request: web.Request) -> web.Response:
 @docs(
     tags=["users"],
     summary="End every session of the caller except the current one",
-    responses={"204": {"description": "Ended"}, **error_responses(401, 403)},
+    responses={**no_content("Ended"), **error_responses(401, 403)},
 )
 @requires(Access.USER)
 async def end_my_other_sessions(request: web.Request) -> web.Response:

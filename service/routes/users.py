@@ -11,7 +11,8 @@ from service.accounts.users import NewUser
 from service.auth import Access, current_session, current_user, requires
 from service.errors import NotFound
 from service.ids import parse_id
-from service.openapi import error_responses
+from service.openapi import error_responses, no_content, path_id, path_text, response_headers
+from service.paths import fixed_path_methods
 from service.queries.users import User
 from service.representations import user_json
 from service.responses import json_response
@@ -28,22 +29,12 @@ from service.schemas.users import (
 
 routes = web.RouteTableDef()
 
-ITEM_BY_ID = "/users/{user_id:[0-9]+}"
-_USER_ID = {
-    "in": "path",
-    "name": "user_id",
-    "required": True,
-    "type": "integer",
-    "minimum": 1,
-    "description": "The user's id; anything but a positive integer is 404",
-}
-_USERNAME = {
-    "in": "path",
-    "name": "username",
-    "required": True,
-    "type": "string",
-    "description": "Matched case-insensitively; may be all digits",
-}
+# One path in the document for two keys (OpenAPI forbids `/users/{username}` beside
+# `/users/{user_id}`): GET reads the segment as a username, PATCH and DELETE as an id.
+ITEM = "/users/{user}"
+ITEM_BY_ID = "/users/{user:[0-9]+}"
+_USER_ID = path_id("user", "The user's id; anything but a positive integer is 404")
+_USERNAME = path_text("user", "The username, matched case-insensitively; may be all digits")
 _BODY_ERRORS = (400, 413, 415, 422)
 
 
@@ -56,6 +47,7 @@ _BODY_ERRORS = (400, 413, 415, 422)
 )
 @request_schema(SignupSchema)
 @response_schema(UserSchema, 201, description="Created; `Location` names it")
+@response_headers(201, "Location")
 async def signup(request: web.Request) -> web.Response:
     user = await users.sign_up(request.app[keys.ACCOUNTS], NewUser(**request[keys.BODY]))
     return _created(user)
@@ -70,6 +62,7 @@ async def signup(request: web.Request) -> web.Response:
 @requires(Access.SUPERUSER)
 @request_schema(UserCreateSchema)
 @response_schema(UserSchema, 201, description="Created; `Location` names it")
+@response_headers(201, "Location")
 async def create_user(request: web.Request) -> web.Response:
     new = NewUser(**request[keys.BODY])
     return _created(await users.create_user(request.app[keys.ACCOUNTS], new))
@@ -122,7 +115,7 @@ async def update_me(request: web.Request) -> web.Response:
     tags=["users"],
     summary="Change the caller's password",
     description="Needs the current password (wrong: 400). Tokens issued before are refused.",
-    responses={"204": {"description": "Changed"}, **error_responses(*_BODY_ERRORS, 401, 403)},
+    responses={**no_content("Changed"), **error_responses(*_BODY_ERRORS, 401, 403)},
 )
 @requires(Access.USER)
 @request_schema(PasswordChangeSchema)
@@ -142,7 +135,7 @@ async def change_my_password(request: web.Request) -> web.Response:
 @docs(
     tags=["users"],
     summary="Delete the caller's account (not for superusers)",
-    responses={"204": {"description": "Deleted"}, **error_responses(401, 403)},
+    responses={**no_content("Deleted"), **error_responses(401, 403)},
 )
 @requires(Access.USER)
 async def delete_me(request: web.Request) -> web.Response:
@@ -150,7 +143,7 @@ async def delete_me(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/users/{username}")
+@routes.get(ITEM)
 @docs(
     tags=["users"],
     summary="Get a user by username (that user, or a superuser)",
@@ -164,7 +157,7 @@ async def read_user(request: web.Request) -> web.Response:
     user = await users.find_user(
         request.app[keys.ACCOUNTS],
         by=current_user(request),
-        username=request.match_info["username"],
+        username=request.match_info["user"],
     )
     return json_response(user_json(user))
 
@@ -200,7 +193,7 @@ async def update_user(request: web.Request) -> web.Response:
     summary="Delete a user (superuser)",
     description="A superuser cannot delete himself. The user's tokens stop working at once.",
     parameters=[_USER_ID],
-    responses={"204": {"description": "Deleted"}, **error_responses(401, 403, 404, 409)},
+    responses={**no_content("Deleted"), **error_responses(401, 403, 404, 409)},
 )
 @requires(Access.SUPERUSER)
 async def delete_user(request: web.Request) -> web.Response:
@@ -210,10 +203,17 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.route("PATCH", "/users/{username}")
-@routes.route("DELETE", "/users/{username}")
-async def no_such_user_id(_: web.Request) -> web.Response:
-    """PATCH/DELETE take a positive integer id: anything else is 404, not 405."""
+@routes.route("PATCH", ITEM)
+@routes.route("DELETE", ITEM)
+async def no_such_user_id(request: web.Request) -> web.Response:
+    """PATCH/DELETE take a positive integer id: anything else is 404, not 405.
+
+    Except a path that is a route of its own (`/users/signup`, POST only): 405 with its
+    methods in `Allow`, as the document says of a method it does not list there.
+    """
+    allowed = fixed_path_methods(request)
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise NotFound("user_not_found")
 
 
@@ -224,7 +224,7 @@ def _created(user: User) -> web.Response:
 
 
 def _user_id(request: web.Request) -> int:
-    user_id = parse_id(request.match_info["user_id"])
+    user_id = parse_id(request.match_info["user"])
     if user_id is None:
         raise NotFound("user_not_found")
     return user_id

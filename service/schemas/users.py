@@ -91,7 +91,7 @@ class PasswordChangeSchema(Schema):
 
 
 class UserUpdateSchema(MeUpdateSchema):
-    """PATCH /users/{user_id}: flags only for superusers; own password needs the current one."""
+    """PATCH /users/{user} (an id): flags for superusers only; own password needs the current."""
 
     password = _password()
     current_password = Text(validate=validate.Length(max=1024))
