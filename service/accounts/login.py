@@ -7,12 +7,13 @@ The steps, in this order, are the places later rules go:
 3. `_verdict`, in the one unit of work that also opens the session: the throttle again
    (parallel attempts each see the failures committed before them), then what the
    verified user may do. A check that the user is still as verified (same password hash,
-   token version, active flag), or a second factor that must come before a session, is
-   decided there, before `open_session`.
+   token version, active flag: `_still_as_verified`), or a second factor that must come
+   before a session, is decided there, before `open_session`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 from loguru import logger
@@ -76,9 +77,11 @@ async def authenticate(accounts: Accounts, *, username: str, password: str) -> U
         return None
     if new_hash is not None:
         async with accounts.database.transaction() as conn:
-            await user_queries.replace_password_hash(
+            replaced = await user_queries.replace_password_hash(
                 conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
             )
+        if replaced:  # the user as now stored, for the verdict's comparison
+            return dataclasses.replace(user, hashed_password=new_hash)
     return user
 
 
@@ -91,13 +94,29 @@ async def _verdict(
     says nothing about the password.
     """
     await throttle.refuse_if_locked(conn, accounts.settings, key)
-    if user is None:
+    if user is None or not await _still_as_verified(conn, user):
         await throttle.record_failure(conn, accounts.settings, key)
         return Verdict.REFUSED
     await throttle.clear(conn, key)
     if not user.is_active:
         return Verdict.INACTIVE
     return Verdict.ACCEPTED
+
+
+async def _still_as_verified(conn: Connection, user: User) -> bool:
+    """Whether the user is stored as he was when his password was verified.
+
+    The hash is verified outside any unit of work (~0.1 s): a password change, a reset or
+    a deactivation committed meanwhile ended the sessions that existed then, so a session
+    opened now for the old password would survive it. Such a login is refused like a
+    wrong password.
+    """
+    now = await user_queries.get_by_id(conn, user_id=user.id)
+    return now is not None and (now.hashed_password, now.token_version, now.is_active) == (
+        user.hashed_password,
+        user.token_version,
+        user.is_active,
+    )
 
 
 def _log_failure(username: str, caller: Caller) -> None:
