@@ -1,7 +1,8 @@
 """Login throttling: failed attempts per (username, client address) within a window.
 
 After LOGIN_MAX_FAILURES failures inside LOGIN_FAILURE_WINDOW_SECONDS the pair is locked
-until its window passes, whatever the password; a success clears the count.
+until its window passes, whatever the password; a success clears the count. Wrong
+current passwords (a password change) are counted the same way, per user.
 """
 
 from __future__ import annotations
@@ -41,8 +42,26 @@ def throttle_key(username: str, client: str | None, *, secret: str) -> ThrottleK
     return ThrottleKey(username=name, client=client or "")
 
 
+def current_password_key(user_id: int) -> ThrottleKey:
+    """Wrong current passwords (to change one's password) count per user, from anywhere.
+
+    `@` never starts a username, nor `#` a username's HMAC: no login pair shares it.
+    """
+    return ThrottleKey(username=f"@{user_id}", client=CURRENT_PASSWORD)
+
+
+CURRENT_PASSWORD = "current_password"  # noqa: S105 (a throttle bucket's name, not a password)
+
+
 async def refuse_if_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
     """LoginLocked while the pair is locked out."""
+    wait = await seconds_locked(conn, settings, key)
+    if wait > 0:
+        raise LoginLocked(wait)
+
+
+async def seconds_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> int:
+    """Whole seconds the key is still locked out for (0: it may try)."""
     wait = await login_failures.seconds_locked(
         conn,
         username=key.username,
@@ -51,8 +70,7 @@ async def refuse_if_locked(conn: Connection, settings: Settings, key: ThrottleKe
         max_failures=settings.login_max_failures,
         window=settings.login_failure_window_seconds,
     )
-    if wait > 0:
-        raise LoginLocked(math.ceil(wait))
+    return math.ceil(wait) if wait > 0 else 0
 
 
 async def record_failure(conn: Connection, settings: Settings, key: ThrottleKey) -> None:

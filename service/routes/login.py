@@ -26,7 +26,9 @@ routes = web.RouteTableDef()
     description="OAuth2 password flow (form fields; `grant_type` and `scope` are ignored). "
     "Unknown user and wrong password get the same 401. After LOGIN_MAX_FAILURES failures "
     "for one username from one address within LOGIN_FAILURE_WINDOW_SECONDS: 429 with "
-    "Retry-After, even with the right password, until the window passes.",
+    "Retry-After, even with the right password, until the window passes. A login whose "
+    "user's password changed, or who was deactivated, while the password was being checked "
+    "gets 401 too.",
     consumes=["application/x-www-form-urlencoded"],
     responses=error_responses(400, 401, 415, 422, 429),
 )
