@@ -61,6 +61,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     access_token_expire_minutes: int = 60
     refresh_token_expire_days: float = 14.0
+    session_max_age_days: float = 30.0
     session_purge_interval_seconds: float = 600.0
     open_signup: bool = True
     product_write_access: ProductWriteAccess = ProductWriteAccess.PUBLIC
@@ -110,6 +111,9 @@ class Settings:
             ),
             refresh_token_expire_days=reader.get(
                 "REFRESH_TOKEN_EXPIRE_DAYS", _days, defaults.refresh_token_expire_days
+            ),
+            session_max_age_days=reader.get(
+                "SESSION_MAX_AGE_DAYS", _days, defaults.session_max_age_days
             ),
             session_purge_interval_seconds=reader.get(
                 "SESSION_PURGE_INTERVAL_SECONDS",

@@ -49,8 +49,10 @@ async def login_access_token(request: web.Request) -> web.Response:
 @docs(
     tags=["login"],
     summary="Trade a refresh token for new access and refresh tokens",
-    description="The refresh token rotates: the one sent is spent. Presenting a spent one "
-    "again is treated as theft: 401, and its whole session ends. Form or JSON body.",
+    description="The refresh token rotates: the one sent is spent. Presenting the one "
+    "spent last again is treated as theft: 401, and its whole session ends (older spent "
+    "ones: 401). A session lasts at most SESSION_MAX_AGE_DAYS from its login: after that, "
+    "401. Form or JSON body.",
     consumes=["application/json", "application/x-www-form-urlencoded"],
     responses=error_responses(400, 401, 415, 422),
 )
