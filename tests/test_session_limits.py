@@ -73,7 +73,8 @@ async def test_a_session_keeps_one_spent_refresh_token_however_often_it_rotates(
     for _ in range(6):
         response = await refresh(client, current)
         assert response.status == 200, await response.text()
-        previous, current = current, remember((await response.json())["refresh_token"], "a refresh token")
+        renewed = (await response.json())["refresh_token"]
+        previous, current = current, remember(renewed, "a refresh token")
     assert await spent_rows(database, sid) == 1
     await problem(await refresh(client, previous), 401)  # replay: the session ends
     await problem(await refresh(client, current), 401)
