@@ -1,7 +1,8 @@
 """Logging in: authenticate, then the verdict on the attempt, then a session and tokens.
 
 The steps, in this order, are the places later rules go:
-1. the throttle, read before the hash (a locked pair is refused without spending one);
+1. the throttle, read before the hash (a locked pair, or an account that must still wait,
+   is refused without spending one);
 2. `authenticate`: the password hash is verified off the event loop, outside any unit of
    work (no write lock is held for ~0.1 s);
 3. `_verdict`, in the one unit of work that also opens the session: the throttle again
@@ -42,7 +43,7 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
     """Tokens of a new session, or IncorrectLogin, InactiveUser, LoginLocked."""
     key = throttle.throttle_key(username, caller.address, secret=accounts.token_key)
     async with accounts.database.read() as conn:
-        await throttle.refuse_if_locked(conn, accounts.settings, key)  # spare the hash
+        await throttle.refuse_login_if_locked(conn, accounts.settings, key)  # spare the hash
     user = await authenticate(accounts, username=username, password=password)
     opened: OpenedSession | None = None
     try:
@@ -93,11 +94,11 @@ async def _verdict(
     At most LOGIN_MAX_FAILURES parallel attempts get an answer other than 429, and a 429
     says nothing about the password.
     """
-    await throttle.refuse_if_locked(conn, accounts.settings, key)
+    await throttle.refuse_login_if_locked(conn, accounts.settings, key)
     if user is None or not await _still_as_verified(conn, user):
-        await throttle.record_failure(conn, accounts.settings, key)
+        await throttle.record_login_failure(conn, accounts.settings, key)
         return Verdict.REFUSED
-    await throttle.clear(conn, key)
+    await throttle.clear_login(conn, key)
     if not user.is_active:
         return Verdict.INACTIVE
     return Verdict.ACCEPTED

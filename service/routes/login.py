@@ -10,6 +10,7 @@ from service.accounts import login, sessions
 from service.accounts.context import Caller
 from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
+from service.client_address import client_address
 from service.openapi import error_responses
 from service.representations import tokens_json, user_json
 from service.responses import json_response
@@ -25,8 +26,12 @@ routes = web.RouteTableDef()
     summary="Log in: trade a username and password for an access token",
     description="OAuth2 password flow (form fields; `grant_type` and `scope` are ignored). "
     "Unknown user and wrong password get the same 401. After LOGIN_MAX_FAILURES failures "
-    "for one username from one address within LOGIN_FAILURE_WINDOW_SECONDS: 429 with "
-    "Retry-After, even with the right password, until the window passes. A login whose "
+    "for one username from one address (an IPv6 /64; behind FORWARDED_ALLOW_IPS, the "
+    "forwarded client) within LOGIN_FAILURE_WINDOW_SECONDS: 429 with Retry-After, even "
+    "with the right password, until the window passes. Past LOGIN_MAX_FAILURES failures "
+    "of one account from any addresses, each further failure makes the account wait "
+    "1, 2, 4, ... s (at most LOGIN_ACCOUNT_MAX_DELAY_SECONDS): 429 with Retry-After "
+    "meanwhile. A login whose "
     "user's password changed, or who was deactivated, while the password was being checked "
     "gets 401 too.",
     consumes=["application/x-www-form-urlencoded"],
@@ -106,7 +111,7 @@ def _token_response(issued: Tokens) -> web.Response:
 
 def _caller(request: web.Request) -> Caller:
     return Caller(
-        address=request.remote,
+        address=client_address(request),
         user_agent=request.headers.get("User-Agent", ""),
         request_id=request[keys.REQUEST_ID],
     )
