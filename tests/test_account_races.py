@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from service import keys
 from service.db import Database
@@ -19,6 +21,7 @@ from tests.helpers_auth import (
     make_user,
     problem,
 )
+from tests.log_hygiene import remember
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -125,3 +128,15 @@ async def test_a_refresh_after_a_password_change_is_refused(
     assert reset.status == 200
     refreshed = await client.post("/login/refresh", json={"refresh_token": body["refresh_token"]})
     await problem(refreshed, 401)
+
+
+async def test_parallel_logins_upgrading_a_stale_hash_all_succeed(
+    client: Client, database: Database
+) -> None:
+    """The first upgrade replaces the hash the others verified: they are not refused for it."""
+    stale = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8192),)).hash(PASSWORD)
+    await make_user(database, "alice", hashed_password=stale)
+    responses = await asyncio.gather(*(login(client, "alice", PASSWORD) for _ in range(3)))
+    assert [response.status for response in responses] == [200, 200, 200]
+    for response in responses:
+        remember((await response.json())["refresh_token"], "a refresh token")

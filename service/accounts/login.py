@@ -76,14 +76,21 @@ async def authenticate(accounts: Accounts, *, username: str, password: str) -> U
     matches, new_hash = await accounts.passwords.verify(password, hashed)
     if user is None or not matches:
         return None
-    if new_hash is not None:
-        async with accounts.database.transaction() as conn:
-            replaced = await user_queries.replace_password_hash(
-                conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
-            )
-        if replaced:  # the user as now stored, for the verdict's comparison
-            return dataclasses.replace(user, hashed_password=new_hash)
-    return user
+    if new_hash is None:
+        return user
+    async with accounts.database.transaction() as conn:
+        replaced = await user_queries.replace_password_hash(
+            conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
+        )
+        stored = None if replaced else await user_queries.get_by_id(conn, user_id=user.id)
+    if replaced:  # the user as now stored, for the verdict's comparison
+        return dataclasses.replace(user, hashed_password=new_hash)
+    if stored is None:  # deleted meanwhile: the verdict refuses him
+        return user
+    # Replaced meanwhile: by a parallel login's upgrade (the same password, which must not
+    # be refused) or by a password change (which must be): the stored hash tells.
+    matches_stored, _ = await accounts.passwords.verify(password, stored.hashed_password)
+    return stored if matches_stored else user
 
 
 async def _verdict(
