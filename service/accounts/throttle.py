@@ -3,9 +3,10 @@
 - Per (username, client): after LOGIN_MAX_FAILURES failures inside
   LOGIN_FAILURE_WINDOW_SECONDS the pair is locked until its window passes, whatever the
   password. An IPv6 client counts by its /64 (a host gets a whole /64 for free).
-- Per account, from every address: past LOGIN_MAX_FAILURES failures in the window, each
-  further failure makes the account wait 1, 2, 4, ... seconds, at most
-  LOGIN_ACCOUNT_MAX_DELAY_SECONDS. Guessing from many addresses is slowed to one guess per
+- Per account, from every address: past ACCOUNT_FREE_FACTOR x LOGIN_MAX_FAILURES failures
+  in the window, each further failure makes the account wait 1, 2, 4, ... seconds, at
+  most LOGIN_ACCOUNT_MAX_DELAY_SECONDS. One address alone, locked at LOGIN_MAX_FAILURES,
+  never slows the account; guessing from many addresses is slowed to one guess per
   delay, while a stranger can keep the owner waiting no longer than that delay (a lockout
   would let him lock the owner out for the whole window). See SECURITY.md.
 - A successful login clears both.
@@ -29,6 +30,9 @@ from service.settings import Settings
 
 CURRENT_PASSWORD = "current_password"  # noqa: S105 (a throttle bucket's name, not a password)
 IPV6_PREFIX = 64
+# An account's failures from all addresses that cost no delay, in LOGIN_MAX_FAILURES: more
+# than one address can make, so a guesser from one address never slows the owner down.
+ACCOUNT_FREE_FACTOR = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,7 @@ async def _account_seconds_slowed(conn: Connection, settings: Settings, key: Thr
         conn,
         username=key.username,
         now=time.time(),
-        free_failures=settings.login_max_failures,
+        free_failures=ACCOUNT_FREE_FACTOR * settings.login_max_failures,
         window=settings.login_failure_window_seconds,
         max_delay=settings.login_account_max_delay_seconds,
     )
