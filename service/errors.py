@@ -106,6 +106,13 @@ def as_api_error(error: ApiError | account.AccountError) -> ApiError:
             headers={"Retry-After": str(error.seconds)},
             seconds=error.seconds,
         )
+    if isinstance(error, account.PasswordChecksLocked):
+        return ApiError(
+            "too_many_wrong_passwords",
+            status=429,
+            headers={"Retry-After": str(error.seconds)},
+            seconds=error.seconds,
+        )
     if isinstance(error, account.CurrentPasswordRequired):
         return RequestValidationError(
             {"current_password": ["Required to change your own password."]}

@@ -2,7 +2,7 @@
 
 Each run deletes a bounded batch (so the write lock is never held long) and repeats
 every SESSION_PURGE_INTERVAL_SECONDS; ended or expired sessions are therefore gone
-within one interval, and their spent refresh-token hashes with them.
+within one interval, and their spent refresh-token hash (one a session) with them.
 """
 
 from __future__ import annotations

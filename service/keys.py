@@ -22,6 +22,7 @@ ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hash
 OPENAPI_DOCUMENT = web.AppKey[dict[str, Any]]("openapi_document")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+CLIENT_ADDRESS = web.RequestKey[str | None]("client_address")  # see service/client_address.py
 CURRENT_USER = web.RequestKey[User | None]("current_user")
 CURRENT_SESSION = web.RequestKey[str | None]("current_session")
 

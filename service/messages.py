@@ -50,6 +50,12 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Too many failed login attempts; try again in {seconds} seconds",
         "Слишком много неудачных попыток входа; повторите через {seconds} с",
     ),
+    "too_many_wrong_passwords": (
+        "Too many wrong current passwords; this session has ended. Log in again "
+        "and retry in {seconds} seconds",
+        "Слишком много неверных текущих паролей; этот сеанс завершён. Войдите снова "
+        "и повторите через {seconds} с",
+    ),
     "route_not_found": ("No route matches {path}", "Нет маршрута {path}"),
     "method_not_allowed": (
         "Method {method} is not allowed here",

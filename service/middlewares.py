@@ -15,6 +15,7 @@ from loguru import logger
 
 from service import keys, log, messages
 from service.accounts.errors import AccountError
+from service.client_address import client_address
 from service.db import DatabaseUnavailable, InvalidValue
 from service.errors import ApiError, as_api_error, problem_response
 from service.paths import fixed_path_methods
@@ -43,7 +44,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def _log_request(request: web.Request, status: int, started: float) -> float:
     elapsed_ms = (time.perf_counter() - started) * 1000
-    logger.bind(status=status, request_id=request[keys.REQUEST_ID], client=request.remote).info(
+    client = client_address(request)
+    logger.bind(status=status, request_id=request[keys.REQUEST_ID], client=client).info(
         f"{request.method} {log.escape(request.path)} выполнялся {elapsed_ms:.2f} мс"
     )
     return elapsed_ms

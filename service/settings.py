@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,16 @@ class ProductWriteAccess(enum.StrEnum):
     PUBLIC = "public"
     USER = "user"
     SUPERUSER = "superuser"
+
+
+class ForwardedHeader(enum.StrEnum):
+    """The header the trusted proxies (FORWARDED_ALLOW_IPS) append the client's address to."""
+
+    X_FORWARDED_FOR = "x-forwarded-for"
+    FORWARDED = "forwarded"
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class EventLoop(enum.StrEnum):
@@ -62,11 +73,16 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     access_token_expire_minutes: int = 60
     refresh_token_expire_days: float = 14.0
+    session_max_age_days: float = 30.0
     session_purge_interval_seconds: float = 600.0
     open_signup: bool = True
     product_write_access: ProductWriteAccess = ProductWriteAccess.PUBLIC
     login_max_failures: int = 10
     login_failure_window_seconds: int = 900
+    login_account_max_delay_seconds: int = 60
+    # Peers whose forwarding header is believed; none by default (the peer is the client).
+    forwarded_allow_ips: tuple[IPNetwork, ...] = ()
+    forwarded_header: ForwardedHeader = ForwardedHeader.X_FORWARDED_FOR
     password_hash_threads: int = 2
     event_loop: EventLoop = EventLoop.UVLOOP  # measured faster (bench/README)
 
@@ -115,6 +131,9 @@ class Settings:
             refresh_token_expire_days=reader.get(
                 "REFRESH_TOKEN_EXPIRE_DAYS", _days, defaults.refresh_token_expire_days
             ),
+            session_max_age_days=reader.get(
+                "SESSION_MAX_AGE_DAYS", _days, defaults.session_max_age_days
+            ),
             session_purge_interval_seconds=reader.get(
                 "SESSION_PURGE_INTERVAL_SECONDS",
                 _positive_float,
@@ -133,6 +152,17 @@ class Settings:
                 "LOGIN_FAILURE_WINDOW_SECONDS",
                 _int_between(1, 31_536_000),
                 defaults.login_failure_window_seconds,
+            ),
+            login_account_max_delay_seconds=reader.get(
+                "LOGIN_ACCOUNT_MAX_DELAY_SECONDS",
+                _int_between(0, 86400),
+                defaults.login_account_max_delay_seconds,
+            ),
+            forwarded_allow_ips=reader.get(
+                "FORWARDED_ALLOW_IPS", _networks, defaults.forwarded_allow_ips
+            ),
+            forwarded_header=reader.get(
+                "FORWARDED_HEADER", _choice(ForwardedHeader), defaults.forwarded_header
             ),
             password_hash_threads=reader.get(
                 "PASSWORD_HASH_THREADS", _int_between(1, 32), defaults.password_hash_threads
@@ -256,6 +286,22 @@ def _days(raw: str) -> float:
     if not 0 < value <= 3650:
         raise ValueError("expected a number of days above 0 and at most 3650")
     return value
+
+
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or CIDRs, such as `10.0.0.1, 192.168.0.0/16, fd00::/8`."""
+    networks = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item.strip()!r} is not an IP address or CIDR "
+                "(expected a comma-separated list such as 10.0.0.1,192.168.0.0/16,fd00::/8)"
+            ) from None
+    return tuple(networks)
 
 
 def _path(raw: str) -> Path:

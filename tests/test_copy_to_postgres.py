@@ -279,6 +279,7 @@ def test_prints_a_line_per_table_and_exits_0(filled: Filled) -> None:
             f"users: 4 rows copied, next id {filled.deleted_user + 1}",
             f"products: 2 rows copied, next id {filled.deleted_product + 1}",
             "login_failures: 1 row copied",
+            "login_account_failures: 1 row copied",  # mallory's, from every address
             "sessions: 2 rows copied",  # root's and alice's
             "spent_refresh_tokens: 1 row copied",  # alice's first refresh token
             f"copied {filled.sqlite} into {redacted_url(url)} in one transaction",

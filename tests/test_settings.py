@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from service.db.dialect import Dialect
 from service.db.sqlite import Synchronous
 from service.settings import (
     EventLoop,
+    ForwardedHeader,
     ProductWriteAccess,
     Settings,
     SettingsError,
@@ -263,3 +265,57 @@ def test_a_port_that_is_not_a_number_is_refused_and_secrets_stay_out_of_repr() -
         {"DATABASE_URL": "postgresql://app:hunter2@db/shop", "SECRET_KEY": GOOD_KEY}
     )
     assert "hunter2" not in repr(settings) and GOOD_KEY not in repr(settings)
+
+
+# --- issue 14: sessions' maximum age, trusted proxies, the per-account delay --------------
+
+
+def test_account_and_proxy_settings_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.session_max_age_days == 30
+    assert settings.login_account_max_delay_seconds == 60
+    assert settings.forwarded_allow_ips == ()  # no proxy trusted: the peer is the client
+    assert settings.forwarded_header is ForwardedHeader.X_FORWARDED_FOR
+
+
+def test_account_and_proxy_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "SESSION_MAX_AGE_DAYS": "7.5",
+            "LOGIN_ACCOUNT_MAX_DELAY_SECONDS": "0",
+            "FORWARDED_ALLOW_IPS": " 10.0.0.1, 192.168.0.0/16,fd00::/8,",
+            "FORWARDED_HEADER": "Forwarded",
+        }
+    )
+    assert settings.session_max_age_days == 7.5
+    assert settings.login_account_max_delay_seconds == 0  # off
+    assert settings.forwarded_allow_ips == (
+        ipaddress.ip_network("10.0.0.1/32"),
+        ipaddress.ip_network("192.168.0.0/16"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+    assert settings.forwarded_header is ForwardedHeader.FORWARDED
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("SESSION_MAX_AGE_DAYS", "0"),
+        ("SESSION_MAX_AGE_DAYS", "-1"),
+        ("SESSION_MAX_AGE_DAYS", "a month"),
+        ("SESSION_MAX_AGE_DAYS", "3651"),
+        ("LOGIN_ACCOUNT_MAX_DELAY_SECONDS", "-1"),
+        ("LOGIN_ACCOUNT_MAX_DELAY_SECONDS", "1.5"),
+        ("LOGIN_ACCOUNT_MAX_DELAY_SECONDS", "86401"),
+        ("FORWARDED_ALLOW_IPS", "*"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/33"),
+        ("FORWARDED_HEADER", "x-real-ip"),
+    ],
+)
+def test_bad_account_or_proxy_setting_is_refused_naming_the_variable(
+    variable: str, raw: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    assert variable in str(caught.value)

@@ -118,7 +118,9 @@ def test_two_workers_share_the_port_the_database_and_the_key(tmp_path: Path) -> 
     assert output.count("applied migrations: 0001") == 1, output
     with sqlite3.connect(tmp_path / "data" / "app.db") as conn:
         applied = [row[0] for row in conn.execute("SELECT migration_id FROM _yoyo_migration")]
-    assert len(applied) == len(set(applied)) == 3
+    sql = Path(__file__).parents[1] / "sql" / "sqlite"
+    forward = [path for path in sql.glob("*.sql") if ".rollback." not in path.name]
+    assert len(applied) == len(set(applied)) == len(forward) >= 4  # each applied once
     assert (tmp_path / "data" / "app.db.secret_key").stat().st_mode & 0o777 == 0o600
 
 

@@ -59,5 +59,13 @@ class IncorrectPassword(AccountError):
     """The current password given does not match."""
 
 
+class PasswordChecksLocked(AccountError):
+    """Too many wrong current passwords for this user: the asking session ended."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
 class SessionNotFound(AccountError):
     """Not one of the caller's open sessions."""

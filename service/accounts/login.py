@@ -1,18 +1,20 @@
 """Logging in: authenticate, then the verdict on the attempt, then a session and tokens.
 
 The steps, in this order, are the places later rules go:
-1. the throttle, read before the hash (a locked pair is refused without spending one);
+1. the throttle, read before the hash (a locked pair, or an account that must still wait,
+   is refused without spending one);
 2. `authenticate`: the password hash is verified off the event loop, outside any unit of
    work (no write lock is held for ~0.1 s);
 3. `_verdict`, in the one unit of work that also opens the session: the throttle again
    (parallel attempts each see the failures committed before them), then what the
    verified user may do. A check that the user is still as verified (same password hash,
-   token version, active flag), or a second factor that must come before a session, is
-   decided there, before `open_session`.
+   token version, active flag: `_still_as_verified`), or a second factor that must come
+   before a session, is decided there, before `open_session`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 from loguru import logger
@@ -41,7 +43,7 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
     """Tokens of a new session, or IncorrectLogin, InactiveUser, LoginLocked."""
     key = throttle.throttle_key(username, caller.address, secret=accounts.token_key)
     async with accounts.database.read() as conn:
-        await throttle.refuse_if_locked(conn, accounts.settings, key)  # spare the hash
+        await throttle.refuse_login_if_locked(conn, accounts.settings, key)  # spare the hash
     user = await authenticate(accounts, username=username, password=password)
     opened: OpenedSession | None = None
     try:
@@ -74,12 +76,21 @@ async def authenticate(accounts: Accounts, *, username: str, password: str) -> U
     matches, new_hash = await accounts.passwords.verify(password, hashed)
     if user is None or not matches:
         return None
-    if new_hash is not None:
-        async with accounts.database.transaction() as conn:
-            await user_queries.replace_password_hash(
-                conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
-            )
-    return user
+    if new_hash is None:
+        return user
+    async with accounts.database.transaction() as conn:
+        replaced = await user_queries.replace_password_hash(
+            conn, user_id=user.id, old_hash=user.hashed_password, new_hash=new_hash
+        )
+        stored = None if replaced else await user_queries.get_by_id(conn, user_id=user.id)
+    if replaced:  # the user as now stored, for the verdict's comparison
+        return dataclasses.replace(user, hashed_password=new_hash)
+    if stored is None:  # deleted meanwhile: the verdict refuses him
+        return user
+    # Replaced meanwhile: by a parallel login's upgrade (the same password, which must not
+    # be refused) or by a password change (which must be): the stored hash tells.
+    matches_stored, _ = await accounts.passwords.verify(password, stored.hashed_password)
+    return stored if matches_stored else user
 
 
 async def _verdict(
@@ -90,14 +101,30 @@ async def _verdict(
     At most LOGIN_MAX_FAILURES parallel attempts get an answer other than 429, and a 429
     says nothing about the password.
     """
-    await throttle.refuse_if_locked(conn, accounts.settings, key)
-    if user is None:
-        await throttle.record_failure(conn, accounts.settings, key)
+    await throttle.refuse_login_if_locked(conn, accounts.settings, key)
+    if user is None or not await _still_as_verified(conn, user):
+        await throttle.record_login_failure(conn, accounts.settings, key)
         return Verdict.REFUSED
-    await throttle.clear(conn, key)
+    await throttle.clear_login(conn, key)
     if not user.is_active:
         return Verdict.INACTIVE
     return Verdict.ACCEPTED
+
+
+async def _still_as_verified(conn: Connection, user: User) -> bool:
+    """Whether the user is stored as he was when his password was verified.
+
+    The hash is verified outside any unit of work (~0.1 s): a password change, a reset or
+    a deactivation committed meanwhile ended the sessions that existed then, so a session
+    opened now for the old password would survive it. Such a login is refused like a
+    wrong password.
+    """
+    now = await user_queries.get_by_id(conn, user_id=user.id)
+    return now is not None and (now.hashed_password, now.token_version, now.is_active) == (
+        user.hashed_password,
+        user.token_version,
+        user.is_active,
+    )
 
 
 def _log_failure(username: str, caller: Caller) -> None:

@@ -1,8 +1,10 @@
 """Login sessions: open one, refresh it (rotation, theft detection), list and end them.
 
 A session is what an access token names (`sid`) and what its refresh token renews. The
-refresh token rotates on every use; a spent one presented again means it was stolen, and
-its whole session ends for everyone.
+refresh token rotates on every use; the one spent just before the current one, presented
+again, means it was stolen, and its whole session ends for everyone. A refresh renews the
+session for REFRESH_TOKEN_EXPIRE_DAYS, but never past SESSION_MAX_AGE_DAYS after it
+opened: then the user logs in again.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ async def open_session(
         session_id=opened.id,
         user_id=user.id,
         refresh_token_hash=tokens.refresh_token_hash(opened.refresh_token),
-        expires_at=_refresh_expiry(accounts),
+        expires_at=_refresh_expiry(accounts, started_at=time.time()),
         user_agent=_printable(caller.user_agent)[:_MAX_USER_AGENT] or None,
         client=caller.address,
     )
@@ -78,16 +80,19 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
         session = await sessions.by_refresh_hash(conn, token_hash=token_hash)
         if session is None:
             await _end_session_if_replayed(conn, token_hash, caller)
-        elif session.is_open(time.time()):
+        elif session.is_open(time.time()) and not _too_old(accounts, session):
             user = await user_queries.get_by_id(conn, user_id=session.user_id)
             if user is not None and user.is_active:
                 renewed = OpenedSession(id=session.id, refresh_token=tokens.new_refresh_token())
-                await sessions.rotate(
+                rotated = await sessions.rotate(
                     conn,
                     session_id=session.id,
+                    old_hash=token_hash,
                     new_hash=tokens.refresh_token_hash(renewed.refresh_token),
-                    expires_at=_refresh_expiry(accounts),
+                    expires_at=_refresh_expiry(accounts, started_at=session.started_at),
                 )
+                if not rotated:  # not current any more: never spend a token twice
+                    user = None
     # Raised after the unit of work, so that ending a replayed session is committed.
     if user is None:
         raise InvalidRefreshToken
@@ -136,8 +141,16 @@ async def end_other_sessions(accounts: Accounts, *, user_id: int, keep: str) -> 
         await sessions.end_user_sessions(conn, user_id=user_id, keep=keep)
 
 
-def _refresh_expiry(accounts: Accounts) -> float:
-    return time.time() + accounts.settings.refresh_token_expire_days * 86400
+def _refresh_expiry(accounts: Accounts, *, started_at: float) -> float:
+    """REFRESH_TOKEN_EXPIRE_DAYS from now, but no later than the session's maximum age."""
+    settings = accounts.settings
+    renewed = time.time() + settings.refresh_token_expire_days * 86400
+    return min(renewed, started_at + settings.session_max_age_days * 86400)
+
+
+def _too_old(accounts: Accounts, session: Session) -> bool:
+    """Past SESSION_MAX_AGE_DAYS (set lower since the session's expiry was last renewed)."""
+    return time.time() >= session.started_at + accounts.settings.session_max_age_days * 86400
 
 
 def _printable(header: str) -> str:

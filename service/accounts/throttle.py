@@ -1,13 +1,23 @@
-"""Login throttling: failed attempts per (username, client address) within a window.
+"""Login throttling: failed attempts per (username, client address), and per account.
 
-After LOGIN_MAX_FAILURES failures inside LOGIN_FAILURE_WINDOW_SECONDS the pair is locked
-until its window passes, whatever the password; a success clears the count.
+- Per (username, client): after LOGIN_MAX_FAILURES failures inside
+  LOGIN_FAILURE_WINDOW_SECONDS the pair is locked until its window passes, whatever the
+  password. An IPv6 client counts by its /64 (a host gets a whole /64 for free).
+- Per account, from every address: past ACCOUNT_FREE_FACTOR x LOGIN_MAX_FAILURES failures
+  in the window, each further failure makes the account wait 1, 2, 4, ... seconds, at
+  most LOGIN_ACCOUNT_MAX_DELAY_SECONDS. One address alone, locked at LOGIN_MAX_FAILURES,
+  never slows the account; guessing from many addresses is slowed to one guess per
+  delay, while a stranger can keep the owner waiting no longer than that delay (a lockout
+  would let him lock the owner out for the whole window). See SECURITY.md.
+- A successful login clears both.
+- Wrong current passwords (a password change) are counted like failed logins, per user.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -17,6 +27,12 @@ from service.db import Connection
 from service.queries import login_failures
 from service.schemas.users import username_problem
 from service.settings import Settings
+
+CURRENT_PASSWORD = "current_password"  # noqa: S105 (a throttle bucket's name, not a password)
+IPV6_PREFIX = 64
+# An account's failures from all addresses that cost no delay, in LOGIN_MAX_FAILURES: more
+# than one address can make, so a guesser from one address never slows the owner down.
+ACCOUNT_FREE_FACTOR = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +50,59 @@ def throttle_key(username: str, client: str | None, *, secret: str) -> ThrottleK
     (an HMAC under the signing key, so a stolen table cannot be guessed through offline),
     or hold a NUL, which PostgreSQL cannot store; `#` keeps these apart from usernames.
     """
+    bucket = client_bucket(client)
     if username_problem(username) is None:
-        return ThrottleKey(username=username.lower(), client=client or "")
+        return ThrottleKey(username=username.lower(), client=bucket)
     typed = username.encode("utf-8", "surrogatepass")
     name = "#" + hmac.new(secret.encode(), typed, hashlib.sha256).hexdigest()
-    return ThrottleKey(username=name, client=client or "")
+    return ThrottleKey(username=name, client=bucket)
 
 
-async def refuse_if_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
-    """LoginLocked while the pair is locked out."""
+def client_bucket(address: str | None) -> str:
+    """What a client address counts under: an IPv6 address by its /64, others as they are."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or ""
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_PREFIX}", strict=False))
+    return str(parsed)
+
+
+def current_password_key(user_id: int) -> ThrottleKey:
+    """Wrong current passwords (to change one's password) count per user, from anywhere.
+
+    `@` never starts a username, nor `#` a username's HMAC: no login pair shares it.
+    """
+    return ThrottleKey(username=f"@{user_id}", client=CURRENT_PASSWORD)
+
+
+async def refuse_login_if_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
+    """LoginLocked while the pair is locked out or its account must still wait."""
+    wait = max(
+        await seconds_locked(conn, settings, key),
+        await _account_seconds_slowed(conn, settings, key),
+    )
+    if wait > 0:
+        raise LoginLocked(wait)
+
+
+async def record_login_failure(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
+    """Count one failed login for the pair and for its account."""
+    await record_failure(conn, settings, key)
+    await login_failures.record_account_failure(
+        conn, username=key.username, now=time.time(), window=settings.login_failure_window_seconds
+    )
+
+
+async def clear_login(conn: Connection, key: ThrottleKey) -> None:
+    """A successful login resets the pair's count and its account's."""
+    await clear(conn, key)
+    await login_failures.clear_account_failures(conn, username=key.username)
+
+
+async def seconds_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> int:
+    """Whole seconds the key is still locked out for (0: it may try)."""
     wait = await login_failures.seconds_locked(
         conn,
         username=key.username,
@@ -51,12 +111,11 @@ async def refuse_if_locked(conn: Connection, settings: Settings, key: ThrottleKe
         max_failures=settings.login_max_failures,
         window=settings.login_failure_window_seconds,
     )
-    if wait > 0:
-        raise LoginLocked(math.ceil(wait))
+    return math.ceil(wait) if wait > 0 else 0
 
 
 async def record_failure(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
-    """Count one failed attempt in the pair's current window."""
+    """Count one failed attempt in the key's current window."""
     await login_failures.record_failure(
         conn,
         username=key.username,
@@ -67,5 +126,19 @@ async def record_failure(conn: Connection, settings: Settings, key: ThrottleKey)
 
 
 async def clear(conn: Connection, key: ThrottleKey) -> None:
-    """A successful login resets the pair's count."""
+    """A success resets the key's count."""
     await login_failures.clear_failures(conn, username=key.username, client=key.client)
+
+
+async def _account_seconds_slowed(conn: Connection, settings: Settings, key: ThrottleKey) -> int:
+    if settings.login_account_max_delay_seconds == 0:  # the per-account delay is off
+        return 0
+    wait = await login_failures.account_seconds_slowed(
+        conn,
+        username=key.username,
+        now=time.time(),
+        free_failures=ACCOUNT_FREE_FACTOR * settings.login_max_failures,
+        window=settings.login_failure_window_seconds,
+        max_delay=settings.login_account_max_delay_seconds,
+    )
+    return math.ceil(wait) if wait > 0 else 0

@@ -3,6 +3,9 @@
 - Only a superuser changes another user, or anyone's `is_active`/`is_superuser`.
 - Changing one's own password needs the current one; a new password refuses the user's
   older access tokens and ends his other sessions; a deactivation ends all of them.
+- Wrong current passwords are counted per user like failed logins (same limits): past
+  LOGIN_MAX_FAILURES in the window the check is refused and the asking session ends, so
+  a stolen access token is no password oracle.
 - There is always an active superuser: demoting, deactivating or deleting the last one
   is refused (LastSuperuser), checked in the unit of work that writes the change.
 - A superuser never deletes himself.
@@ -13,12 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from loguru import logger
+
+from service.accounts import throttle
 from service.accounts.context import Accounts
 from service.accounts.errors import (
     CurrentPasswordRequired,
     IncorrectPassword,
     LastSuperuser,
     NotAllowed,
+    PasswordChecksLocked,
     SelfDeleteRefused,
     SignupClosed,
     UsernameTaken,
@@ -129,7 +136,7 @@ async def update_user(
     own = user_id == by.id
     if "password" in fields:
         if own:
-            await _check_password(accounts.passwords, by, current_password)
+            await _check_password(accounts, by, current_password, session=session)
         fields["hashed_password"] = await accounts.passwords.hash(str(fields.pop("password")))
     async with accounts.database.transaction() as conn:
         return await _update(conn, user_id, fields, keep_session=session if own else None)
@@ -139,7 +146,7 @@ async def change_own_password(
     accounts: Accounts, *, me: User, session: str, current_password: str, new_password: str
 ) -> None:
     """A new password for the caller: older tokens refused, his other sessions ended."""
-    await _check_password(accounts.passwords, me, current_password)
+    await _check_password(accounts, me, current_password, session=session)
     new_hash = await accounts.passwords.hash(new_password)
     async with accounts.database.transaction() as conn:
         await _update(conn, me.id, {"hashed_password": new_hash}, keep_session=session)
@@ -224,9 +231,29 @@ async def _keep_a_superuser(conn: Connection, target: User, changes: Mapping[str
         raise LastSuperuser
 
 
-async def _check_password(passwords: PasswordHasher, user: User, password: object) -> None:
+async def _check_password(
+    accounts: Accounts, user: User, password: object, *, session: str
+) -> None:
+    """IncorrectPassword, or PasswordChecksLocked (ending `session`) past the limit.
+
+    The attempt is counted before the hash and cleared if it matches: parallel guesses
+    cannot slip under the limit.
+    """
     if password is None:
         raise CurrentPasswordRequired
-    matches, _ = await passwords.verify(str(password), user.hashed_password)
+    key = throttle.current_password_key(user.id)
+    async with accounts.database.transaction() as conn:
+        wait = await throttle.seconds_locked(conn, accounts.settings, key)
+        if wait:
+            await sessions.end_session_by_id(conn, session_id=session)
+        else:
+            await throttle.record_failure(conn, accounts.settings, key)
+    if wait:
+        logger.warning(f"too many wrong current passwords for user {user.id}: his session ended")
+        raise PasswordChecksLocked(wait)
+    matches, _ = await accounts.passwords.verify(str(password), user.hashed_password)
     if not matches:
+        logger.warning(f"wrong current password for user {user.id}")
         raise IncorrectPassword
+    async with accounts.database.transaction() as conn:
+        await throttle.clear(conn, key)

@@ -85,6 +85,10 @@ TABLES = (
     ),
     Table("login_failures", ("username", "client", "failures", "window_started_at")),
     Table(
+        "login_account_failures",
+        ("username", "failures", "window_started_at", "last_failure_at"),
+    ),
+    Table(
         "sessions",
         (
             *("id", "user_id", "refresh_token_hash", "created_at", "last_used_at"),

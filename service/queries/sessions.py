@@ -1,8 +1,13 @@
-"""SQL for login sessions and their rotating refresh tokens (stored as hashes only)."""
+"""SQL for login sessions and their rotating refresh tokens (stored as hashes only).
+
+Each session keeps its current refresh token's hash and the one spent just before it
+(spent_refresh_tokens, at most one row a session), for theft detection.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from service.clock import utc_now
 from service.db import Connection, ForeignKeyViolation, Row
@@ -26,6 +31,11 @@ class Session:
     def is_open(self, now: float) -> bool:
         return self.ended_at is None and self.expires_at > now
 
+    @property
+    def started_at(self) -> float:
+        """When the session opened, in seconds since the epoch (created_at is UTC text)."""
+        return datetime.fromisoformat(self.created_at).timestamp()
+
 
 _COLUMNS = "id, user_id, created_at, last_used_at, expires_at, ended_at, user_agent, client"
 
@@ -39,15 +49,18 @@ SELECT_BY_REFRESH_HASH = f"SELECT {_COLUMNS} FROM sessions WHERE refresh_token_h
 
 SELECT_SESSION_OF_SPENT = "SELECT session_id FROM spent_refresh_tokens WHERE token_hash = :hash"
 
+# A session keeps one spent hash, its previous token's: bounded, however often it rotates.
+FORGET_SPENT_HASHES = "DELETE FROM spent_refresh_tokens WHERE session_id = :id"
+
 INSERT_SPENT_HASH = """
 INSERT INTO spent_refresh_tokens (token_hash, session_id)
-SELECT refresh_token_hash, id FROM sessions WHERE id = :id
+SELECT refresh_token_hash, id FROM sessions WHERE id = :id AND refresh_token_hash = :old_hash
 """
 
 ROTATE = """
 UPDATE sessions
 SET refresh_token_hash = :new_hash, last_used_at = :now, expires_at = :expires_at
-WHERE id = :id
+WHERE id = :id AND refresh_token_hash = :old_hash
 """
 
 SELECT_OPEN_FOR_USER = f"""
@@ -117,13 +130,24 @@ async def session_of_spent_token(conn: Connection, *, token_hash: str) -> str | 
     return None if row is None else str(row[0])
 
 
-async def rotate(conn: Connection, *, session_id: str, new_hash: str, expires_at: float) -> None:
-    """Spend the session's current refresh token and give it a new one."""
-    await conn.execute(INSERT_SPENT_HASH, {"id": session_id})
-    await conn.execute(
-        ROTATE,
-        {"id": session_id, "new_hash": new_hash, "now": utc_now(), "expires_at": expires_at},
-    )
+async def rotate(
+    conn: Connection, *, session_id: str, old_hash: str, new_hash: str, expires_at: float
+) -> bool:
+    """Spend the session's current refresh token `old_hash` for a new one (False: not current).
+
+    Only the hash just spent is kept (theft detection needs no older one): the session's
+    earlier spent hashes are forgotten.
+    """
+    await conn.execute(FORGET_SPENT_HASHES, {"id": session_id})
+    await conn.execute(INSERT_SPENT_HASH, {"id": session_id, "old_hash": old_hash})
+    params = {
+        "id": session_id,
+        "old_hash": old_hash,
+        "new_hash": new_hash,
+        "now": utc_now(),
+        "expires_at": expires_at,
+    }
+    return await conn.execute(ROTATE, params) > 0
 
 
 async def list_open(conn: Connection, *, user_id: int, now: float) -> list[Session]:

@@ -166,14 +166,14 @@ async def update_user(
 
 async def replace_password_hash(
     conn: Connection, *, user_id: int, old_hash: str, new_hash: str
-) -> None:
+) -> bool:
     """Store a re-hash of the same password (new parameters); tokens stay valid.
 
-    Only if the stored hash is still `old_hash`: a password changed meanwhile wins.
+    Only if the stored hash is still `old_hash` (False otherwise): a password changed
+    meanwhile wins.
     """
-    await conn.execute(
-        UPDATE_PASSWORD_HASH, {"id": user_id, "old_hash": old_hash, "new_hash": new_hash}
-    )
+    params = {"id": user_id, "old_hash": old_hash, "new_hash": new_hash}
+    return await conn.execute(UPDATE_PASSWORD_HASH, params) > 0
 
 
 async def delete_user(conn: Connection, *, user_id: int) -> bool:

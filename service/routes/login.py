@@ -10,6 +10,7 @@ from service.accounts import login, sessions
 from service.accounts.context import Caller
 from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
+from service.client_address import client_address
 from service.openapi import error_responses, no_content, response_headers
 from service.representations import tokens_json, user_json
 from service.responses import json_response
@@ -26,8 +27,14 @@ routes = web.RouteTableDef()
     operationId="login",
     description="OAuth2 password flow (form fields; `grant_type` and `scope` are ignored). "
     "Unknown user and wrong password get the same 401. After LOGIN_MAX_FAILURES failures "
-    "for one username from one address within LOGIN_FAILURE_WINDOW_SECONDS: 429 with "
-    "Retry-After, even with the right password, until the window passes.",
+    "for one username from one address (an IPv6 /64; behind FORWARDED_ALLOW_IPS, the "
+    "forwarded client) within LOGIN_FAILURE_WINDOW_SECONDS: 429 with Retry-After, even "
+    "with the right password, until the window passes. Past twice LOGIN_MAX_FAILURES "
+    "failures of one account from any addresses, each further failure makes the account wait "
+    "1, 2, 4, ... s (at most LOGIN_ACCOUNT_MAX_DELAY_SECONDS): 429 with Retry-After "
+    "meanwhile. A login whose "
+    "user's password changed, or who was deactivated, while the password was being checked "
+    "gets 401 too.",
     responses=error_responses(400, 401, 415, 422, 429),
 )
 @form_schema(LoginFormSchema)
@@ -49,8 +56,10 @@ async def login_access_token(request: web.Request) -> web.Response:
     tags=["login"],
     summary="Trade a refresh token for new access and refresh tokens",
     operationId="refresh_token",
-    description="The refresh token rotates: the one sent is spent. Presenting a spent one "
-    "again is treated as theft: 401, and its whole session ends. Form or JSON body.",
+    description="The refresh token rotates: the one sent is spent. Presenting the one "
+    "spent last again is treated as theft: 401, and its whole session ends (older spent "
+    "ones: 401). A session lasts at most SESSION_MAX_AGE_DAYS from its login: after that, "
+    "401. Form or JSON body.",
     responses=error_responses(400, 401, 415, 422),
 )
 @accepts_form_too
@@ -104,7 +113,7 @@ def _token_response(issued: Tokens) -> web.Response:
 
 def _caller(request: web.Request) -> Caller:
     return Caller(
-        address=request.remote,
+        address=client_address(request),
         user_agent=request.headers.get("User-Agent", ""),
         request_id=request[keys.REQUEST_ID],
     )

@@ -36,6 +36,11 @@ ITEM_BY_ID = "/users/{user:[0-9]+}"
 _USER_ID = path_id("user", "The user's id; anything but a positive integer is 404")
 _USERNAME = path_text("user", "The username, matched case-insensitively; may be all digits")
 _BODY_ERRORS = (400, 413, 415, 422)
+_WRONG_PASSWORDS = (
+    "Wrong current passwords are counted per user like failed logins: after "
+    "LOGIN_MAX_FAILURES of them within LOGIN_FAILURE_WINDOW_SECONDS, 429 with Retry-After "
+    "(even for the right one) until the window passes, and the session that asked ends."
+)
 
 
 @routes.post("/users/signup")
@@ -114,8 +119,9 @@ async def update_me(request: web.Request) -> web.Response:
 @docs(
     tags=["users"],
     summary="Change the caller's password",
-    description="Needs the current password (wrong: 400). Tokens issued before are refused.",
-    responses={**no_content("Changed"), **error_responses(*_BODY_ERRORS, 401, 403)},
+    description="Needs the current password (wrong: 400). Tokens issued before are refused. "
+    + _WRONG_PASSWORDS,
+    responses={**no_content("Changed"), **error_responses(*_BODY_ERRORS, 401, 403, 429)},
 )
 @requires(Access.USER)
 @request_schema(PasswordChangeSchema)
@@ -167,10 +173,10 @@ async def read_user(request: web.Request) -> web.Response:
     tags=["users"],
     summary="Change a user (that user, or a superuser)",
     description="Only superusers may set `is_active`/`is_superuser`. Changing one's own "
-    "`password` needs `current_password`. A password change refuses older tokens. "
-    "Demoting or deactivating the last active superuser: 409.",
+    "`password` needs `current_password` (wrong: 400). A password change refuses older "
+    "tokens. Demoting or deactivating the last active superuser: 409. " + _WRONG_PASSWORDS,
     parameters=[_USER_ID],
-    responses=error_responses(*_BODY_ERRORS, 401, 403, 404, 409),
+    responses=error_responses(*_BODY_ERRORS, 401, 403, 404, 409, 429),
 )
 @requires(Access.USER)
 @request_schema(UserUpdateSchema)
