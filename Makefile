@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install run migrate test test-postgresql fuzz lint format clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
 	touch $@
 
 install: $(BIN)/.installed
