@@ -12,15 +12,8 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from service import keys
 from service.db import Database
-from tests.helpers_auth import (
-    BAD_LOGIN,
-    PASSWORD,
-    Client,
-    auth,
-    login,
-    make_user,
-    problem,
-)
+from tests.helpers import problem
+from tests.helpers_auth import BAD_LOGIN, PASSWORD, Client, auth, login, make_user
 from tests.log_hygiene import remember
 
 NEW_PASSWORD = "a brand new passphrase"

@@ -15,7 +15,8 @@ from service.client_address import decide
 from service.db import Database
 from service.settings import Settings
 from tests.conftest import log_lines
-from tests.helpers_auth import BAD_LOGIN, PASSWORD, Client, make_user, problem
+from tests.helpers import problem
+from tests.helpers_auth import BAD_LOGIN, PASSWORD, Client, make_user
 from tests.log_hygiene import remember
 
 ClientFactory = Callable[..., Any]

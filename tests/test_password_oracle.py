@@ -12,7 +12,8 @@ from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 from tests.conftest import log_lines
-from tests.helpers_auth import PASSWORD, Client, auth, login_token, make_user, problem
+from tests.helpers import problem
+from tests.helpers_auth import PASSWORD, Client, auth, login_token, make_user
 from tests.log_hygiene import remember
 
 ClientFactory = Callable[..., Any]

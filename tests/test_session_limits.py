@@ -14,7 +14,8 @@ from service.app import create_app
 from service.db import Database
 from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
-from tests.helpers_auth import Client, login, make_user, problem
+from tests.helpers import problem
+from tests.helpers_auth import Client, login, make_user
 from tests.log_hygiene import remember
 
 ClientFactory = Callable[..., Any]
