@@ -224,7 +224,7 @@ def test_each_module_imports_first_in_a_fresh_interpreter() -> None:
         timeout=120,
         check=False,
     )
-    assert len(names) >= 10, names
+    assert len(names) >= 9, names  # the package, its 8 modules (and service.settings)
     assert (result.returncode, result.stdout.strip()) == (0, ""), result.stderr
 
 

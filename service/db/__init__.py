@@ -2,8 +2,7 @@
 
 - `interface`: Database, Connection, Row, and the errors every engine raises
 - `opening`: open_database(settings), which picks the engine
-- `sqlite`, `postgres`: the engines; `dialect`: the SQL they do not share;
-  `fifo_gate`: connections handed out in order of arrival
+- `sqlite`, `postgres`: the engines; `dialect`: the SQL they do not share
 - `migrations`: yoyo; `copy_to_postgres`: `run.py copy-to-postgres`
 
 Callers import the interface from here (`from service.db import Connection`). Modules of

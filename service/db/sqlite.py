@@ -22,7 +22,6 @@ from pathlib import Path
 import aiosqlite
 
 from service.db.dialect import Dialect
-from service.db.fifo_gate import FifoGate
 from service.db.interface import (
     DatabaseError,
     DatabaseUnavailable,
@@ -84,8 +83,9 @@ class SqliteDatabase:
         self._writer = SqliteConnection(writer)
         self._write_lock = asyncio.Lock()
         self._all_readers = readers
-        # The gate admits readers in order of arrival; behind it the queue never waits.
-        self._reader_gate = FifoGate(len(readers))
+        # The gate admits readers in order of arrival (asyncio.Semaphore is FIFO since 3.11);
+        # behind it the queue never waits.
+        self._reader_gate = asyncio.Semaphore(len(readers))
         self._idle_readers: asyncio.Queue[SqliteConnection] = asyncio.Queue()
         for reader in readers:
             self._idle_readers.put_nowait(SqliteConnection(reader))

@@ -1,4 +1,10 @@
-"""service/db/fifo_gate.py: a limit that admits waiters strictly in order, and survives cancels."""
+"""The gate in front of each engine's connections admits waiters strictly in order.
+
+Both engines hand out connections through asyncio.Semaphore and rely on it being FIFO and
+surviving cancels (CPython 3.11+); a newcomer that overtakes a waiter is what made p99 ×8
+at 64 connections with asyncpg's own queue (bench/README.md). These tests fail if a Python
+version the project supports breaks that.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ import asyncio
 
 import pytest
 
-from service.db.fifo_gate import FifoGate
+FairGate = asyncio.Semaphore  # what service/db/sqlite.py and postgres.py use
 
 
 async def test_at_most_the_permits_hold_it_at_once() -> None:
-    gate, holding, most = FifoGate(3), 0, 0
+    gate, holding, most = FairGate(3), 0, 0
 
     async def hold() -> None:
         nonlocal holding, most
@@ -27,7 +33,7 @@ async def test_at_most_the_permits_hold_it_at_once() -> None:
 
 async def test_a_newcomer_never_overtakes_a_waiter() -> None:
     """What asyncio.Queue gets wrong: a release, then a newcomer before the waiter has run."""
-    gate, order = FifoGate(1), []
+    gate, order = FairGate(1), []
     await gate.acquire()
 
     async def waiter(name: str) -> None:
@@ -44,7 +50,7 @@ async def test_a_newcomer_never_overtakes_a_waiter() -> None:
 
 
 async def test_a_cancelled_waiter_leaves_its_place_and_loses_no_permit() -> None:
-    gate = FifoGate(1)
+    gate = FairGate(1)
     await gate.acquire()
     cancelled = asyncio.create_task(gate.acquire())
     await asyncio.sleep(0)
@@ -56,7 +62,7 @@ async def test_a_cancelled_waiter_leaves_its_place_and_loses_no_permit() -> None
 
 
 async def test_a_waiter_cancelled_just_after_its_turn_passes_the_permit_on() -> None:
-    gate = FifoGate(1)
+    gate = FairGate(1)
     await gate.acquire()
     unlucky = asyncio.create_task(gate.acquire())
     next_in_line = asyncio.create_task(gate.acquire())
@@ -71,7 +77,7 @@ async def test_a_waiter_cancelled_just_after_its_turn_passes_the_permit_on() -> 
 async def test_a_waiter_cancelled_then_passed_over_by_a_release_still_raises_cancelled() -> None:
     """Cancel a waiter, then release before it wakes: release() skips it (it is done), and the
     waiter must still end with CancelledError (a deadline's 408), never another error."""
-    gate = FifoGate(1)
+    gate = FairGate(1)
     await gate.acquire()
     waiting = asyncio.create_task(gate.acquire())
     await asyncio.sleep(0)
