@@ -13,13 +13,21 @@ from service import housekeeping, keys, log, middlewares, tokens
 from service.accounts.context import Accounts
 from service.auth import authenticate
 from service.db import migrations, open_database
+from service.mail import sender
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
-from service.routes import health, login, products, sessions, users
+from service.routes import health, login, products, recovery, sessions, users
 from service.settings import Settings
 from service.validation import validate_requests
 
-ROUTE_TABLES = (login.routes, sessions.routes, users.routes, products.routes, health.routes)
+ROUTE_TABLES = (
+    login.routes,
+    sessions.routes,
+    users.routes,
+    recovery.routes,
+    products.routes,
+    health.routes,
+)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -48,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
             _token_key,
             _accounts,
             housekeeping.purge_periodically,
+            sender.send_periodically,
         ]
     )
     for table in ROUTE_TABLES:

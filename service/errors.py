@@ -92,6 +92,10 @@ _ACCOUNT_REFUSALS: dict[type[account.AccountError], tuple[type[ApiError], str]] 
     account.SessionNotFound: (NotFound, "session_not_found"),
     account.UsernameTaken: (Conflict, "username_taken"),
     account.LastSuperuser: (Conflict, "last_superuser"),
+    account.InvalidAccountToken: (BadRequest, "invalid_account_token"),
+    account.NoEmail: (Conflict, "no_email"),
+    account.EmailAlreadyVerified: (Conflict, "email_already_verified"),
+    account.EmailNotVerified: (Forbidden, "email_not_verified"),
 }
 
 
@@ -106,6 +110,15 @@ def as_api_error(error: ApiError | account.AccountError) -> ApiError:
             headers={"Retry-After": str(error.seconds)},
             seconds=error.seconds,
         )
+    if isinstance(error, account.TooManyRequests):
+        return ApiError(
+            "too_many_requests",
+            status=429,
+            headers={"Retry-After": str(error.seconds)},
+            seconds=error.seconds,
+        )
+    if isinstance(error, account.EmailRequired):
+        return RequestValidationError({"email": ["Required while email verification is on."]})
     if isinstance(error, account.CurrentPasswordRequired):
         return RequestValidationError(
             {"current_password": ["Required to change your own password."]}

@@ -47,6 +47,10 @@ SETTING_NAMES = {
     *("PASSWORD_HASH_THREADS", "ADMIN_PASSWORD", "PYTHONASYNCIODEBUG", "EVENT_LOOP"),
     *("REFRESH_TOKEN_EXPIRE_DAYS", "SESSION_PURGE_INTERVAL_SECONDS"),
     "KEEPALIVE_TIMEOUT_SECONDS",
+    *("PUBLIC_URL", "RESET_TOKEN_EXPIRE_MINUTES", "VERIFY_TOKEN_EXPIRE_MINUTES"),
+    *("RECOVERY_MIN_INTERVAL_SECONDS", "REQUIRE_VERIFIED_EMAIL", "MAIL_URL", "MAIL_FROM"),
+    *("MAIL_MAX_ATTEMPTS", "MAIL_RETRY_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_POLL_SECONDS"),
+    "MAIL_RETENTION_DAYS",
 }
 
 
@@ -102,6 +106,7 @@ def environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
         SECRET_KEY=SECRET_KEY,
         LOG_STDERR="1",
         PYTHONUNBUFFERED="1",
+        MAIL_URL=f"file:{tmp_path / 'mail'}",  # never into the repository's ./mail
     )
     env.update(overrides)
     return env

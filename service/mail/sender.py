@@ -1,0 +1,140 @@
+"""The outbox's background sender, on every node and worker process.
+
+Every MAIL_POLL_SECONDS it looks for due messages (a read, no lock), claims a batch in
+one unit of work (on PostgreSQL with FOR UPDATE SKIP LOCKED, so two senders never claim
+one message), sends each through MAIL_URL's transport, and marks it sent. A failure is
+retried after MAIL_RETRY_SECONDS, doubling each time (at most an hour apart), until
+MAIL_MAX_ATTEMPTS, then the message is marked failed with a warning. A claim is a lease:
+a sender killed mid-send leaves its message to be claimed again once the lease runs out,
+so delivery is at least once (a crash after the server took a message and before it was
+marked sent sends it twice; its Message-ID stays the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+from aiohttp import web
+from loguru import logger
+
+from service import keys
+from service.db import Database
+from service.mail.transport import MailError, Transport, parse_mail_url
+from service.queries import outbox
+from service.queries.outbox import Outgoing
+from service.settings import Settings
+
+BATCH = 20
+_MAX_DELAY = 3600.0
+
+
+async def send_periodically(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: deliver the outbox until the app stops."""
+    task = asyncio.create_task(_loop(app[keys.DATABASE], app[keys.SETTINGS]))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def deliver_due(database: Database, settings: Settings) -> int:
+    """Claim and send one batch of due messages; return how many were claimed."""
+    now = time.time()
+    async with database.read() as conn:
+        if not await outbox.any_due(conn, now=now):
+            return 0
+    async with database.transaction() as conn:
+        claimed = await outbox.claim_due(
+            conn, now=now, lease_until=now + lease_seconds(settings), limit=BATCH
+        )
+    transport = parse_mail_url(settings.mail_url)
+    for message in claimed:
+        await _deliver(database, settings, transport, message)
+    return len(claimed)
+
+
+def lease_seconds(settings: Settings) -> float:
+    """How long a claim holds: past the send's own timeout, with room to mark it sent."""
+    return 2 * settings.mail_timeout_seconds + 5
+
+
+def retry_delay(settings: Settings, attempts: int) -> float:
+    """The wait after failed attempt number `attempts`: doubling, at most an hour."""
+    return float(min(settings.mail_retry_seconds * 2 ** (attempts - 1), _MAX_DELAY))
+
+
+def email_message(settings: Settings, message: Outgoing) -> EmailMessage:
+    """The outbox row as a MIME message: text, with an HTML alternative."""
+    email = EmailMessage()
+    email["From"] = settings.mail_from
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    # The same for every attempt: a receiver can drop the copy an at-least-once retry sends.
+    email["Message-ID"] = f"<outbox-{message.id}.{_stamp(message.created_at)}@{domain}>"
+    email.set_content(message.body_text)
+    email.add_alternative(message.body_html, subtype="html")
+    return email
+
+
+async def _deliver(
+    database: Database, settings: Settings, transport: Transport, message: Outgoing
+) -> None:
+    try:
+        await transport.send(
+            email_message(settings, message),
+            name=f"{message.id:08d}-{message.kind}",
+            seconds=settings.mail_timeout_seconds,
+        )
+    except (MailError, OSError) as error:
+        await _failed(database, settings, message, str(error) or type(error).__name__)
+        return
+    async with database.transaction() as conn:
+        await outbox.mark_sent(
+            conn, message_id=message.id, attempts=message.attempts, now=time.time()
+        )
+    logger.info(f"mail {message.id} ({message.kind}) sent")
+
+
+async def _failed(database: Database, settings: Settings, message: Outgoing, error: str) -> None:
+    now = time.time()
+    async with database.transaction() as conn:
+        if message.attempts >= settings.mail_max_attempts:
+            await outbox.mark_failed(
+                conn, message_id=message.id, attempts=message.attempts, now=now, error=error
+            )
+            logger.warning(
+                f"mail {message.id} ({message.kind}) failed after {message.attempts} "
+                f"attempts, given up: {error}"
+            )
+            return
+        delay = retry_delay(settings, message.attempts)
+        await outbox.retry_later(
+            conn,
+            message_id=message.id,
+            attempts=message.attempts,
+            next_attempt_at=now + delay,
+            error=error,
+        )
+    logger.info(
+        f"mail {message.id} ({message.kind}) attempt {message.attempts} failed, "
+        f"retried in {delay:.0f} s: {error}"
+    )
+
+
+def _stamp(created_at: str) -> str:
+    return "".join(ch for ch in created_at if ch.isdigit())
+
+
+async def _loop(database: Database, settings: Settings) -> None:
+    while True:
+        try:
+            while await deliver_due(database, settings) == BATCH:
+                pass  # a full batch: more may be due
+        except Exception:  # keep sending on the next round; the error is logged
+            logger.opt(exception=True).error("mail sender failed")
+        await asyncio.sleep(settings.mail_poll_seconds)
