@@ -106,7 +106,7 @@ async def wait_async(condition: Callable[[], bool], what: str, seconds: float = 
 def text_part(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None, message
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
 
 
 def html_part(message: EmailMessage) -> str:

@@ -64,7 +64,7 @@ class SmtpTransport:
                     password=self.password,
                     use_tls=self.implicit_tls,
                     # True: STARTTLS or no send at all (a server without it is an error).
-                    start_tls=False if self.implicit_tls else self.starttls,
+                    start_tls=self.starttls,
                     timeout=seconds,
                 )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
@@ -100,7 +100,7 @@ def parse_mail_url(url: str) -> Transport:
         host=parts.hostname,
         port=port or (465 if implicit else 587),
         implicit_tls=implicit,
-        starttls=starttls == "on",
+        starttls=starttls == "on" and not implicit,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
