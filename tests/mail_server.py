@@ -36,7 +36,7 @@ class Inbox:
         self.held = threading.Event()  # set: every DATA waits until cleared, then 451
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         while self.held.is_set():
             await asyncio.sleep(0.05)
             if not self.held.is_set():
