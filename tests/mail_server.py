@@ -34,9 +34,12 @@ class Inbox:
         self.refuse = 0  # the next N messages get 451
         self.refused = 0
         self.held = threading.Event()  # set: every DATA waits until cleared, then 451
+        self.arrived = 0  # DATA commands begun, held or not
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.arrived += 1
         while self.held.is_set():
             await asyncio.sleep(0.05)
             if not self.held.is_set():
