@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -111,11 +112,13 @@ async def _token_key(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    app[keys.MAIL_QUEUED] = asyncio.Event()
     app[keys.ACCOUNTS] = Accounts(
         database=app[keys.DATABASE],
         passwords=app[keys.PASSWORDS],
         settings=app[keys.SETTINGS],
         token_key=app[keys.TOKEN_KEY],
+        mail_queued=app[keys.MAIL_QUEUED].set,
     )
     yield
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,7 @@ KNOWN_MIGRATIONS = web.AppKey("known_migrations", frozenset)
 TOKEN_KEY = web.AppKey("token_key", str)  # the JWT signing key: never logged
 PASSWORDS = web.AppKey("passwords", PasswordHasher)
 ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hasher, key
+MAIL_QUEUED = web.AppKey("mail_queued", asyncio.Event)  # set: the outbox has new mail
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CURRENT_USER = web.RequestKey[User | None]("current_user")

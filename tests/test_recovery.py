@@ -261,3 +261,13 @@ async def test_a_sent_message_keeps_no_link_in_the_outbox(
     assert row["attempts"] == 1
     assert row["body_text"] == row["body_html"] == ""
     assert token not in str(row)
+
+
+async def test_the_process_that_queued_a_message_sends_it_without_waiting_for_its_poll(
+    aiohttp_client: ClientFactory, migrated: Settings, database: Database, smtp: SmtpServer
+) -> None:
+    settings = mail_settings(migrated, smtp, mail_poll_seconds=3600.0)
+    client = await aiohttp_client(create_app(settings))
+    await make_user(database, "lena", email="lena@example.com")
+    assert (await recover(client, "lena@example.com")).status == 202
+    assert (await one_message(smtp))["To"] == "lena@example.com"

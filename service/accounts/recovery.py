@@ -35,6 +35,7 @@ async def request_reset(
 ) -> None:
     """Queue a reset link to each active user with `email` (ignoring case), if any."""
     now = time.time()
+    queued = False
     async with accounts.database.transaction() as conn:
         await _count_request(conn, accounts, email=email, caller=caller)
         matches = await user_queries.active_by_email(
@@ -47,9 +48,12 @@ async def request_reset(
             await mailing.issue_with_message(
                 conn, accounts, user=user, kind=kind, language=language
             )
+            queued = True
             logger.bind(request_id=caller.request_id).info(
                 f"password reset link queued for user {user.id}"
             )
+    if queued:  # committed: the sender may take it now
+        accounts.mail_queued()
 
 
 async def reset_password(accounts: Accounts, *, token: str, new_password: str) -> None:

@@ -42,6 +42,7 @@ async def request_verification(
         if await mailing.sent_recently(conn, accounts, user_id=user.id, kind=kind, now=time.time()):
             return  # the link sent a moment ago is on its way
         await mailing.issue_with_message(conn, accounts, user=user, kind=kind, language=language)
+    accounts.mail_queued()  # committed: the sender may take it now
     logger.bind(request_id=caller.request_id).info(
         f"email verification link queued for user {user_id}"
     )

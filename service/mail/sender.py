@@ -1,18 +1,20 @@
 """The outbox's background sender, on every node and worker process.
 
-Every MAIL_POLL_SECONDS it looks for due messages (a read, no lock), claims a batch in
-one unit of work (on PostgreSQL with FOR UPDATE SKIP LOCKED, so two senders never claim
-one message), sends each through MAIL_URL's transport, and marks it sent. A failure is
-retried after MAIL_RETRY_SECONDS, doubling each time (at most an hour apart), until
-MAIL_MAX_ATTEMPTS, then the message is marked failed with a warning. A claim is a lease:
-a sender killed mid-send leaves its message to be claimed again once the lease runs out,
-so delivery is at least once (a crash after the server took a message and before it was
-marked sent sends it twice; its Message-ID stays the same).
+Every MAIL_POLL_SECONDS, and at once when its own process queued mail, it looks for due
+messages (a read, no lock), claims a batch in one unit of work (on PostgreSQL with FOR
+UPDATE SKIP LOCKED, so two senders never claim one message), sends each through
+MAIL_URL's transport, and marks it sent. A failure is retried after MAIL_RETRY_SECONDS,
+doubling each time (at most an hour apart), until MAIL_MAX_ATTEMPTS, then the message is
+marked failed with a warning. A claim is a lease: a sender killed mid-send leaves its
+message to be claimed again once the lease runs out, so delivery is at least once (a
+crash after the server took a message and before it was marked sent sends it twice; its
+Message-ID stays the same).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
@@ -34,7 +36,7 @@ _MAX_DELAY = 3600.0
 
 async def send_periodically(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: deliver the outbox until the app stops."""
-    task = asyncio.create_task(_loop(app[keys.DATABASE], app[keys.SETTINGS]))
+    task = asyncio.create_task(_loop(app[keys.DATABASE], app[keys.SETTINGS], app[keys.MAIL_QUEUED]))
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -130,11 +132,14 @@ def _stamp(created_at: str) -> str:
     return "".join(ch for ch in created_at if ch.isdigit())
 
 
-async def _loop(database: Database, settings: Settings) -> None:
+async def _loop(database: Database, settings: Settings, queued: asyncio.Event) -> None:
     while True:
+        queued.clear()
         try:
             while await deliver_due(database, settings) == BATCH:
                 pass  # a full batch: more may be due
         except Exception:  # keep sending on the next round; the error is logged
             logger.opt(exception=True).error("mail sender failed")
-        await asyncio.sleep(settings.mail_poll_seconds)
+        # Mail queued by this process wakes it at once; other processes' at the next poll.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(queued.wait(), settings.mail_poll_seconds)
