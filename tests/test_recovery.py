@@ -47,13 +47,9 @@ def smtp() -> Iterator[SmtpServer]:
 
 def mail_settings(settings: Settings, smtp: SmtpServer, **changes: Any) -> Settings:
     """Settings that send through the test's SMTP server, polling and retrying quickly."""
+    fast = {"mail_poll_seconds": 0.05, "mail_retry_seconds": 0.05}
     return dataclasses.replace(
-        settings,
-        mail_url=smtp.url,
-        mail_poll_seconds=0.05,
-        mail_retry_seconds=0.05,
-        public_url=PUBLIC_URL,
-        **changes,
+        settings, mail_url=smtp.url, public_url=PUBLIC_URL, **{**fast, **changes}
     )
 
 
