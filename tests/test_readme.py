@@ -390,6 +390,8 @@ def _run_curl(
     placeholders: dict[str, Callable[[], str]],
 ) -> str:
     text = on_port(command.text, server.port)
+    # The server writes its mail into the test's folder (MAIL_URL), not the checkout's ./mail.
+    text = text.replace(" mail/*.eml", f" {tmp_path / 'mail'}/*.eml")
     for placeholder in _PLACEHOLDER.findall(text):
         assert placeholder in placeholders, f"{at(command)}\n    no value for {placeholder}"
         text = text.replace(placeholder, placeholders[placeholder]())

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
+import stat
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +35,16 @@ from tests.helpers_auth import (
     validation_errors,
 )
 from tests.log_hygiene import remember
-from tests.mail_server import SmtpServer, html_part, link_token, smtp_server, text_part, wait_async
+from tests.mail_server import (
+    SmtpServer,
+    eml_files,
+    html_part,
+    link_token,
+    read_eml,
+    smtp_server,
+    text_part,
+    wait_async,
+)
 
 NEW_PASSWORD = remember("a brand new password", "a new password")
 INVALID_TOKEN = "Invalid or expired token"
@@ -267,3 +279,26 @@ async def test_the_process_that_queued_a_message_sends_it_without_waiting_for_it
     await make_user(database, "lena", email="lena@example.com")
     assert (await recover(client, "lena@example.com")).status == 202
     assert (await one_message(smtp))["To"] == "lena@example.com"
+
+
+async def test_the_embedded_file_transport_holds_a_link_grep_can_read(
+    aiohttp_client: ClientFactory, migrated: Settings, database: Database, tmp_path: Path
+) -> None:
+    """The README's flow: the token read from the raw .eml bytes (no quoted-printable)."""
+    folder = tmp_path / "mail"
+    settings = dataclasses.replace(migrated, mail_url=f"file:{folder}", mail_poll_seconds=0.05)
+    client = await aiohttp_client(create_app(settings))
+    await make_user(database, "mila", email="mila@example.com")
+    await make_user(database, "nina", email="nina@example.com")
+    await recover(client, "mila@example.com")
+    await recover(client, "nina@example.com", **{"Accept-Language": "ru"})
+    await wait_async(lambda: len(eml_files(folder)) == 2, "two .eml files")
+    for path in eml_files(folder):
+        raw = path.read_text(encoding="utf-8")
+        found = re.findall(r"reset-password#token=([A-Za-z0-9_-]+)", raw)
+        # Verbatim in the text part, and twice in the HTML part (the href and its text).
+        assert len(found) == 3, raw
+        assert set(found) == {link_token(read_eml(path))}
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = re.findall(r"#token=([A-Za-z0-9_-]+)", eml_files(folder)[0].read_text("utf-8"))[0]
+    assert (await reset(client, remember(token, "a reset token"))).status == 204

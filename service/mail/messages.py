@@ -97,8 +97,10 @@ def compose(kind: Kind, language: Language, *, username: str, url: str, minutes:
     tail = [paragraph.format(**values) for paragraph in after]
     text = "\n\n".join([*head, url, *tail]) + "\n"
     escaped = html.escape(url, quote=True)
-    body = "".join(f"<p>{html.escape(p)}</p>" for p in head)
-    body += f'<p><a href="{escaped}">{escaped}</a></p>'
-    body += "".join(f"<p>{html.escape(p)}</p>" for p in tail)
-    page = f'<!DOCTYPE html><html lang="{language}"><body>{body}</body></html>\n'
+    # One paragraph a line: a mail line must stay under 998 bytes.
+    paragraphs = [f"<p>{html.escape(p)}</p>" for p in head]
+    paragraphs.append(f'<p><a href="{escaped}">{escaped}</a></p>')
+    paragraphs += [f"<p>{html.escape(p)}</p>" for p in tail]
+    body = "\n".join(paragraphs)
+    page = f'<!DOCTYPE html>\n<html lang="{language}"><body>\n{body}\n</body></html>\n'
     return Composed(subject=subject, text=text, html=page)

@@ -78,9 +78,15 @@ def email_message(settings: Settings, message: Outgoing) -> EmailMessage:
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
     # The same for every attempt: a receiver can drop the copy an at-least-once retry sends.
     email["Message-ID"] = f"<outbox-{message.id}.{_stamp(message.created_at)}@{domain}>"
-    email.set_content(message.body_text)
-    email.add_alternative(message.body_html, subtype="html")
+    # Never quoted-printable: it would break the link (`=` becomes `=3D`, long lines are
+    # cut), and the link must stay readable in a .eml file (README: grep it out).
+    email.set_content(message.body_text, cte=_plain_encoding(message.body_text))
+    email.add_alternative(message.body_html, subtype="html", cte=_plain_encoding(message.body_html))
     return email
+
+
+def _plain_encoding(text: str) -> str:
+    return "7bit" if text.isascii() else "8bit"
 
 
 async def _deliver(
