@@ -296,3 +296,18 @@ def test_recovery_settings_are_read_and_checked() -> None:
     ]:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})
+
+
+async def test_a_transport_that_breaks_unexpectedly_counts_as_a_failed_attempt(
+    migrated: Settings, database: Database, tmp_path: Path, warnings: list[str]
+) -> None:
+    """A folder that cannot be made (a file is in the way): failed, not stuck as claimed."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("in the way")
+    settings = configured(migrated, f"file:{blocker}", mail_max_attempts=1)
+    await queue(database)
+    await sender.deliver_due(database, settings)
+    (row,) = await rows(database)
+    assert (row["status"], row["attempts"]) == ("failed", 1)
+    assert row["last_error"].startswith("FileExistsError")
+    assert [w for w in warnings if "given up" in w]

@@ -98,8 +98,11 @@ async def _deliver(
             name=f"{message.id:08d}-{message.kind}",
             seconds=settings.mail_timeout_seconds,
         )
-    except (MailError, OSError) as error:
-        await _failed(database, settings, message, str(error) or type(error).__name__)
+    except MailError as error:
+        await _failed(database, settings, message, str(error))
+        return
+    except Exception as error:  # whatever broke this send, it counts as a failed attempt
+        await _failed(database, settings, message, f"{type(error).__name__}: {error}"[:300])
         return
     async with database.transaction() as conn:
         await outbox.mark_sent(
