@@ -35,10 +35,20 @@ _MAX_DELAY = 3600.0
 
 
 async def send_periodically(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: deliver the outbox until the app stops."""
-    task = asyncio.create_task(_loop(app[keys.DATABASE], app[keys.SETTINGS], app[keys.MAIL_QUEUED]))
+    """cleanup_ctx: deliver the outbox until the app stops.
+
+    On the way out a send in progress may finish (for up to MAIL_TIMEOUT_SECONDS), so it
+    is marked sent rather than sent again after its lease, and its connection closes.
+    """
+    settings, queued, stopping = app[keys.SETTINGS], app[keys.MAIL_QUEUED], asyncio.Event()
+    task = asyncio.create_task(_loop(app[keys.DATABASE], settings, queued, stopping))
     yield
-    task.cancel()
+    stopping.set()
+    queued.set()  # out of its wait for the next poll
+    try:
+        await asyncio.wait_for(asyncio.shield(task), settings.mail_timeout_seconds + 5)
+    except TimeoutError:
+        task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
 
@@ -141,11 +151,13 @@ def _stamp(created_at: str) -> str:
     return "".join(ch for ch in created_at if ch.isdigit())
 
 
-async def _loop(database: Database, settings: Settings, queued: asyncio.Event) -> None:
-    while True:
+async def _loop(
+    database: Database, settings: Settings, queued: asyncio.Event, stopping: asyncio.Event
+) -> None:
+    while not stopping.is_set():
         queued.clear()
         try:
-            while await deliver_due(database, settings) == BATCH:
+            while await deliver_due(database, settings) == BATCH and not stopping.is_set():
                 pass  # a full batch: more may be due
         except Exception:  # keep sending on the next round; the error is logged
             logger.opt(exception=True).error("mail sender failed")
