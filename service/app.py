@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,13 +14,21 @@ from service import headers, housekeeping, keys, log, middlewares, tokens
 from service.accounts.context import Accounts
 from service.auth import authenticate
 from service.db import migrations, open_database
+from service.mail import sender
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
-from service.routes import health, login, products, sessions, users
+from service.routes import health, login, products, recovery, sessions, users
 from service.settings import Settings
 from service.validation import validate_requests
 
-ROUTE_TABLES = (login.routes, sessions.routes, users.routes, products.routes, health.routes)
+ROUTE_TABLES = (
+    login.routes,
+    sessions.routes,
+    users.routes,
+    recovery.routes,
+    products.routes,
+    health.routes,
+)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -49,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
             _token_key,
             _accounts,
             housekeeping.purge_periodically,
+            sender.send_periodically,
         ]
     )
     for table in ROUTE_TABLES:
@@ -103,11 +113,13 @@ async def _token_key(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    app[keys.MAIL_QUEUED] = asyncio.Event()
     app[keys.ACCOUNTS] = Accounts(
         database=app[keys.DATABASE],
         passwords=app[keys.PASSWORDS],
         settings=app[keys.SETTINGS],
         token_key=app[keys.TOKEN_KEY],
+        mail_queued=app[keys.MAIL_QUEUED].set,
     )
     yield
 

@@ -92,6 +92,10 @@ _ACCOUNT_REFUSALS: dict[type[account.AccountError], tuple[type[ApiError], str]] 
     account.SessionNotFound: (NotFound, "session_not_found"),
     account.UsernameTaken: (Conflict, "username_taken"),
     account.LastSuperuser: (Conflict, "last_superuser"),
+    account.InvalidAccountToken: (BadRequest, "invalid_account_token"),
+    account.NoEmail: (Conflict, "no_email"),
+    account.EmailAlreadyVerified: (Conflict, "email_already_verified"),
+    account.EmailNotVerified: (Forbidden, "email_not_verified"),
 }
 
 
@@ -100,19 +104,13 @@ def as_api_error(error: ApiError | account.AccountError) -> ApiError:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, account.LoginLocked):
-        return ApiError(
-            "too_many_login_failures",
-            status=429,
-            headers={"Retry-After": str(error.seconds)},
-            seconds=error.seconds,
-        )
+        return _too_many("too_many_login_failures", error.seconds)
     if isinstance(error, account.PasswordChecksLocked):
-        return ApiError(
-            "too_many_wrong_passwords",
-            status=429,
-            headers={"Retry-After": str(error.seconds)},
-            seconds=error.seconds,
-        )
+        return _too_many("too_many_wrong_passwords", error.seconds)
+    if isinstance(error, account.TooManyRequests):
+        return _too_many("too_many_requests", error.seconds)
+    if isinstance(error, account.EmailRequired):
+        return RequestValidationError({"email": ["Required while email verification is on."]})
     if isinstance(error, account.CurrentPasswordRequired):
         return RequestValidationError(
             {"current_password": ["Required to change your own password."]}
@@ -144,3 +142,8 @@ def problem_response(error: ApiError, language: messages.Language) -> web.Respon
         # No keep-alive after an unwanted or unfinished body: the connection closes.
         response.force_close()
     return response
+
+
+def _too_many(kind: str, seconds: int) -> ApiError:
+    """429 with Retry-After: a limit on attempts, `seconds` until it lifts."""
+    return ApiError(kind, status=429, headers={"Retry-After": str(seconds)}, seconds=seconds)

@@ -1,4 +1,5 @@
-"""Background purge of ended and expired sessions and of passed login-failure windows.
+"""Background purge: ended and expired sessions, passed login-failure windows, expired
+reset and verification tokens, and outbox messages sent or failed MAIL_RETENTION_DAYS ago.
 
 Each run deletes a bounded batch (so the write lock is never held long) and repeats
 every SESSION_PURGE_INTERVAL_SECONDS; ended or expired sessions are therefore gone
@@ -15,7 +16,7 @@ from aiohttp import web
 from loguru import logger
 
 from service import keys
-from service.queries import login_failures, sessions
+from service.queries import account_tokens, login_failures, outbox, sessions
 
 BATCH = 1000
 
@@ -29,7 +30,7 @@ async def purge_periodically(app: web.Application) -> AsyncIterator[None]:
 
 
 async def purge_once(app: web.Application) -> int:
-    """Delete one batch of finished sessions and passed failure windows; return sessions purged."""
+    """Delete one batch of each kind of finished row; return how many sessions went."""
     settings = app[keys.SETTINGS]
     now = time.time()
     async with app[keys.DATABASE].transaction() as conn:
@@ -37,6 +38,8 @@ async def purge_once(app: web.Application) -> int:
         await login_failures.purge_expired(
             conn, now=now, window=settings.login_failure_window_seconds
         )
+        await account_tokens.purge(conn, now=now, limit=BATCH)
+        await outbox.purge(conn, before=now - settings.mail_retention_days * 86400, limit=BATCH)
     return purged
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,7 @@ PASSWORDS = web.AppKey("passwords", PasswordHasher)
 ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hasher, key
 # The OpenAPI document /openapi.json serves, built once from the routes' declarations.
 OPENAPI_DOCUMENT = web.AppKey[dict[str, Any]]("openapi_document")
+MAIL_QUEUED = web.AppKey("mail_queued", asyncio.Event)  # set: the outbox has new mail
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_ADDRESS = web.RequestKey[str | None]("client_address")  # see service/client_address.py

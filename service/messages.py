@@ -56,6 +56,28 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Слишком много неверных текущих паролей; этот сеанс завершён. Войдите снова "
         "и повторите через {seconds} с",
     ),
+    "too_many_requests": (
+        "Too many requests; try again in {seconds} seconds",
+        "Слишком много запросов; повторите через {seconds} с",
+    ),
+    "invalid_account_token": ("Invalid or expired token", "Недействительный или истёкший токен"),
+    "no_email": (
+        "The account has no email address",
+        "У учётной записи нет адреса электронной почты",
+    ),
+    "email_already_verified": (
+        "The email address is already verified",
+        "Адрес электронной почты уже подтверждён",
+    ),
+    "email_not_verified": ("Email not verified", "Адрес электронной почты не подтверждён"),
+    "recovery_accepted": (
+        "If an active account has this address, a message with a link is on its way",
+        "Если у активной учётной записи есть этот адрес, письмо со ссылкой уже в пути",
+    ),
+    "verification_accepted": (
+        "A message with a link is on its way to your address",
+        "Письмо со ссылкой уже в пути на ваш адрес",
+    ),
     "route_not_found": ("No route matches {path}", "Нет маршрута {path}"),
     "method_not_allowed": (
         "Method {method} is not allowed here",
@@ -162,6 +184,7 @@ FIELD_MESSAGES: Final[dict[str, str]] = {
     "Must have at most 2 decimal places.": "Не более 2 знаков после запятой.",
     "A JSON request body is required.": "Нужно тело запроса в JSON.",
     "Required to change your own password.": "Нужен для смены своего пароля.",
+    "Required while email verification is on.": "Обязателен, пока включено подтверждение адреса.",
 }
 
 

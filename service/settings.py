@@ -6,12 +6,14 @@ import enum
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from service.db.dialect import Dialect
 from service.db.sqlite import Synchronous
+from service.mail.transport import parse_mail_url
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.StrEnum)
@@ -85,6 +87,20 @@ class Settings:
     forwarded_header: ForwardedHeader = ForwardedHeader.X_FORWARDED_FOR
     password_hash_threads: int = 2
     event_loop: EventLoop = EventLoop.UVLOOP  # measured faster (bench/README)
+    # Password reset and email verification (service/accounts/recovery.py, verification.py).
+    public_url: str = "http://127.0.0.1:8000"
+    reset_token_expire_minutes: int = 60
+    verify_token_expire_minutes: int = 1440
+    recovery_min_interval_seconds: int = 60
+    require_verified_email: bool = False
+    # The outbox and its sender (service/mail/).
+    mail_url: str = field(default="file:./mail", repr=False)  # may hold a password
+    mail_from: str = "Products service <no-reply@localhost>"
+    mail_max_attempts: int = 8
+    mail_retry_seconds: float = 30.0
+    mail_timeout_seconds: float = 30.0
+    mail_poll_seconds: float = 2.0
+    mail_retention_days: float = 7.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -168,6 +184,42 @@ class Settings:
                 "PASSWORD_HASH_THREADS", _int_between(1, 32), defaults.password_hash_threads
             ),
             event_loop=reader.get("EVENT_LOOP", _choice(EventLoop), defaults.event_loop),
+            public_url=reader.get("PUBLIC_URL", _public_url, defaults.public_url),
+            reset_token_expire_minutes=reader.get(
+                "RESET_TOKEN_EXPIRE_MINUTES",
+                _int_between(1, 10080),
+                defaults.reset_token_expire_minutes,
+            ),
+            verify_token_expire_minutes=reader.get(
+                "VERIFY_TOKEN_EXPIRE_MINUTES",
+                _int_between(1, 43200),
+                defaults.verify_token_expire_minutes,
+            ),
+            recovery_min_interval_seconds=reader.get(
+                "RECOVERY_MIN_INTERVAL_SECONDS",
+                _int_between(0, 86400),
+                defaults.recovery_min_interval_seconds,
+            ),
+            require_verified_email=reader.get(
+                "REQUIRE_VERIFIED_EMAIL", parse_bool, defaults.require_verified_email
+            ),
+            mail_url=reader.get("MAIL_URL", _mail_url, defaults.mail_url, secret=True),
+            mail_from=reader.get("MAIL_FROM", _mail_from, defaults.mail_from),
+            mail_max_attempts=reader.get(
+                "MAIL_MAX_ATTEMPTS", _int_between(1, 100), defaults.mail_max_attempts
+            ),
+            mail_retry_seconds=reader.get(
+                "MAIL_RETRY_SECONDS", _positive_float, defaults.mail_retry_seconds
+            ),
+            mail_timeout_seconds=reader.get(
+                "MAIL_TIMEOUT_SECONDS", _positive_float, defaults.mail_timeout_seconds
+            ),
+            mail_poll_seconds=reader.get(
+                "MAIL_POLL_SECONDS", _positive_float, defaults.mail_poll_seconds
+            ),
+            mail_retention_days=reader.get(
+                "MAIL_RETENTION_DAYS", _days, defaults.mail_retention_days
+            ),
         )
         if settings.postgres_url is not None and settings.secret_key is None:
             # A generated key lives in a file on one machine; every node must sign alike.
@@ -319,6 +371,26 @@ def _secret_key(raw: str) -> str:
     if len(raw.encode()) < 32:
         raise ValueError("must be at least 32 bytes long (try: openssl rand -hex 32)")
     return raw
+
+
+def _public_url(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("expected http(s)://host[:port][/path], without a query or fragment")
+    return url
+
+
+def _mail_url(raw: str) -> str:
+    parse_mail_url(raw.strip())  # raises ValueError, which names the setting
+    return raw.strip()
+
+
+def _mail_from(raw: str) -> str:
+    _, address = parseaddr(raw)
+    if "@" not in address or any(ch in raw for ch in "\r\n"):
+        raise ValueError("expected an address, such as 'Shop <no-reply@example.com>'")
+    return raw.strip()
 
 
 def _choice(kind: type[E]) -> Callable[[str], E]:

@@ -111,6 +111,7 @@ def settings(tmp_path: Path, engine: Dialect) -> Settings:
         log_file=tmp_path / "logs" / "app.log",
         log_stderr=False,
         secret_key=TEST_SECRET_KEY,
+        mail_url=f"file:{tmp_path / 'mail'}",  # never into the checkout's ./mail
     )
 
 

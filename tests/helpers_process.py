@@ -48,6 +48,10 @@ SETTING_NAMES = {
     *("REFRESH_TOKEN_EXPIRE_DAYS", "SESSION_PURGE_INTERVAL_SECONDS", "SESSION_MAX_AGE_DAYS"),
     *("KEEPALIVE_TIMEOUT_SECONDS", "FIRST_BYTE_TIMEOUT_SECONDS"),
     *("LOGIN_ACCOUNT_MAX_DELAY_SECONDS", "FORWARDED_ALLOW_IPS", "FORWARDED_HEADER"),
+    *("PUBLIC_URL", "RESET_TOKEN_EXPIRE_MINUTES", "VERIFY_TOKEN_EXPIRE_MINUTES"),
+    *("RECOVERY_MIN_INTERVAL_SECONDS", "REQUIRE_VERIFIED_EMAIL", "MAIL_URL", "MAIL_FROM"),
+    *("MAIL_MAX_ATTEMPTS", "MAIL_RETRY_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_POLL_SECONDS"),
+    "MAIL_RETENTION_DAYS",
 }
 
 
@@ -103,6 +107,7 @@ def environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
         SECRET_KEY=SECRET_KEY,
         LOG_STDERR="1",
         PYTHONUNBUFFERED="1",
+        MAIL_URL=f"file:{tmp_path / 'mail'}",  # never into the repository's ./mail
     )
     env.update(overrides)
     return env

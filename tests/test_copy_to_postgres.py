@@ -140,6 +140,7 @@ def app_settings(log_dir: Path, **database: Any) -> Settings:
         log_stderr=False,
         secret_key=TEST_SECRET_KEY,
         login_max_failures=MAX_FAILURES,
+        mail_url=f"file:{log_dir / 'mail'}",
     )
 
 
@@ -198,7 +199,12 @@ async def _fill(settings: Settings, filled: Filled) -> None:
         }
         for _ in range(MAX_FAILURES):  # mallory is locked out from now on
             assert (await client.post("/login/access-token", data=MALLORY)).status == 401
+        # A verification token and its message in the outbox.
+        verify = client.post("/users/me/verify-email", headers=bearer(filled.alice["access"]))
+        await _json(verify, 202)
         await _remember_answers(client, filled)
+    with contextlib.closing(sqlite3.connect(filled.sqlite)) as connection, connection:
+        connection.execute("UPDATE users SET email_verified = 1 WHERE username = 'bob'")
 
 
 async def _sign_up(client: Client, filled: Filled) -> None:
@@ -282,6 +288,8 @@ def test_prints_a_line_per_table_and_exits_0(filled: Filled) -> None:
             "login_account_failures: 1 row copied",  # mallory's, from every address
             "sessions: 2 rows copied",  # root's and alice's
             "spent_refresh_tokens: 1 row copied",  # alice's first refresh token
+            "account_tokens: 1 row copied",  # alice's email verification
+            "outbox: 1 row copied, next id 2",  # its message
             f"copied {filled.sqlite} into {redacted_url(url)} in one transaction",
         ]
         assert pg_counts(url) == sqlite_counts(filled.sqlite)
@@ -311,6 +319,21 @@ async def test_everything_reads_back_as_it_did_on_sqlite(
         assert await _answer(on_postgres, path, headers) == before, path
     assert filled.answers[f"/products/{filled.deleted_product}"][0] == 404
     assert filled.answers["/users/"][1]["count"] == 4
+
+
+def test_verification_state_tokens_and_the_outbox_carry_over(filled: Filled) -> None:
+    with postgres_database() as url:
+        asyncio.run(copy_to_postgres.copy(filled.sqlite, url))
+        verified = "SELECT username FROM users WHERE email_verified ORDER BY id"
+        assert pg_rows(url, verified) == [("bob",)]
+        columns = "token_hash, purpose, user_id, email, expires_at"
+        assert pg_rows(url, f"SELECT {columns} FROM account_tokens") == sqlite_rows(
+            filled.sqlite, f"SELECT {columns} FROM account_tokens"
+        )
+        columns = "id, recipient, subject, body_text, status, attempts, created_at"
+        assert pg_rows(url, f"SELECT {columns} FROM outbox") == sqlite_rows(
+            filled.sqlite, f"SELECT {columns} FROM outbox"
+        )
 
 
 async def test_login_throttling_carries_over(on_postgres: Client) -> None:

@@ -10,10 +10,11 @@ from service.db.dialect import (
     Dialect,
     contains,
     equals_ignoring_case,
+    for_update_skip_locked,
     numbered_placeholders,
     positional,
 )
-from service.queries import login_failures, products, sessions, users
+from service.queries import account_tokens, login_failures, outbox, products, sessions, users
 
 
 def test_named_placeholders_become_numbered_in_order_of_first_use() -> None:
@@ -36,7 +37,7 @@ def test_positional_values_follow_the_numbering_and_a_missing_one_is_an_error() 
 
 
 def _statements() -> list[str]:
-    modules = (users, products, sessions, login_failures)
+    modules = (users, products, sessions, login_failures, account_tokens, outbox)
     return [
         value
         for module in modules
@@ -72,3 +73,9 @@ def test_every_shipped_statement_converts_without_a_leftover_colon_name() -> Non
 def test_fragments_per_engine(dialect: Dialect, match: str, search: str) -> None:
     assert equals_ignoring_case(dialect, "username", "u") == match
     assert contains(dialect, "name_folded", "q") == search
+
+
+def test_claiming_rows_skips_locked_ones_on_postgresql_only() -> None:
+    """SQLite runs one unit of work at a time: there is no row lock to take or skip."""
+    assert for_update_skip_locked(Dialect.POSTGRESQL) == " FOR UPDATE SKIP LOCKED"
+    assert for_update_skip_locked(Dialect.SQLITE) == ""

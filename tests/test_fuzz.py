@@ -57,12 +57,16 @@ ROLES = ("user", "superuser")
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]  # schemathesis' defaults
 _OPERATION_CONFIG: list[dict[str, Any]] = [
     # A schema-valid request that the contract refuses for what no schema can say: 400 for
-    # a wrong `current_password`, or for an inactive user logging in or refreshing.
+    # a wrong `current_password`, for an inactive user logging in or refreshing, or for a
+    # reset or verification token that was never issued.
     {
         "include-name": [
             "PATCH /users/me/password",
             "POST /login/access-token",
             "POST /login/refresh",
+            # A random token names no reset or verification (400 `Invalid or expired token`).
+            "POST /reset-password",
+            "POST /verify-email",
         ],
         "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}},
     },

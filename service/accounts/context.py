@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.db import Database
@@ -16,6 +17,9 @@ class Accounts:
     settings: Settings
     # Signs access tokens and keys the throttle's non-usernames: kept out of repr().
     token_key: str = field(repr=False)
+    # Called once a unit of work that queued mail has committed: wakes this process's
+    # sender, so the message goes now rather than at its next poll.
+    mail_queued: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)

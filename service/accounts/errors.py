@@ -69,3 +69,31 @@ class PasswordChecksLocked(AccountError):
 
 class SessionNotFound(AccountError):
     """Not one of the caller's open sessions."""
+
+
+class InvalidAccountToken(AccountError):
+    """A reset or verification token that is unknown, used, expired, malformed or stale."""
+
+
+class TooManyRequests(AccountError):
+    """Too many recovery requests for this address or from this client: wait `seconds`."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class NoEmail(AccountError):
+    """The account has no email address to verify."""
+
+
+class EmailAlreadyVerified(AccountError):
+    """The account's address is verified already."""
+
+
+class EmailNotVerified(AccountError):
+    """REQUIRE_VERIFIED_EMAIL is on and the right credentials' address is not verified."""
+
+
+class EmailRequired(AccountError):
+    """REQUIRE_VERIFIED_EMAIL is on: signing up needs an email address."""

@@ -21,7 +21,7 @@ from loguru import logger
 
 from service.accounts import sessions, throttle
 from service.accounts.context import Accounts, Caller
-from service.accounts.errors import InactiveUser, IncorrectLogin
+from service.accounts.errors import EmailNotVerified, InactiveUser, IncorrectLogin
 from service.accounts.sessions import OpenedSession, Tokens
 from service.accounts.throttle import ThrottleKey
 from service.db import Connection
@@ -36,6 +36,7 @@ class Verdict(enum.Enum):
 
     REFUSED = "refused"  # unknown user or wrong password: one more failure counted
     INACTIVE = "inactive"  # the right password of a deactivated user
+    UNVERIFIED = "unverified"  # the right password, REQUIRE_VERIFIED_EMAIL, no verified address
     ACCEPTED = "accepted"  # a session opens
 
 
@@ -58,6 +59,8 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
     # Raised after the unit of work, so that the failure it counted is committed.
     if verdict is Verdict.INACTIVE:
         raise InactiveUser
+    if verdict is Verdict.UNVERIFIED:
+        raise EmailNotVerified
     _log_failure(username, caller)
     raise IncorrectLogin
 
@@ -108,6 +111,8 @@ async def _verdict(
     await throttle.clear_login(conn, key)
     if not user.is_active:
         return Verdict.INACTIVE
+    if _must_verify(accounts, user):
+        return Verdict.UNVERIFIED
     return Verdict.ACCEPTED
 
 
@@ -124,6 +129,16 @@ async def _still_as_verified(conn: Connection, user: User) -> bool:
         user.hashed_password,
         user.token_version,
         user.is_active,
+    )
+
+
+def _must_verify(accounts: Accounts, user: User) -> bool:
+    # Superusers are exempt: create-superuser gives no address, and the operator must
+    # never be locked out of the service he configures.
+    return (
+        accounts.settings.require_verified_email
+        and not user.email_verified
+        and not user.is_superuser
     )
 
 

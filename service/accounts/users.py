@@ -22,6 +22,7 @@ from service.accounts import throttle
 from service.accounts.context import Accounts
 from service.accounts.errors import (
     CurrentPasswordRequired,
+    EmailRequired,
     IncorrectPassword,
     LastSuperuser,
     NotAllowed,
@@ -55,6 +56,8 @@ async def sign_up(accounts: Accounts, new: NewUser) -> User:
     """An active regular user, if OPEN_SIGNUP allows; the flags asked for are ignored."""
     if not accounts.settings.open_signup:
         raise SignupClosed
+    if accounts.settings.require_verified_email and not new.email:
+        raise EmailRequired
     regular = NewUser(new.username, new.password, new.email, new.full_name)
     return await _create(accounts.database, accounts.passwords, regular)
 
@@ -150,6 +153,14 @@ async def change_own_password(
     new_hash = await accounts.passwords.hash(new_password)
     async with accounts.database.transaction() as conn:
         await _update(conn, me.id, {"hashed_password": new_hash}, keep_session=session)
+
+
+async def set_password(conn: Connection, *, user_id: int, hashed_password: str) -> None:
+    """A new password set without the old one (a reset link), in the caller's unit of work.
+
+    As when a superuser sets it: older access tokens are refused and every session ends.
+    """
+    await _update(conn, user_id, {"hashed_password": hashed_password})
 
 
 async def delete_me(accounts: Accounts, *, me: User) -> None:

@@ -69,9 +69,9 @@ TABLES = (
         "users",
         (
             *("id", "username", "email", "full_name", "hashed_password", "is_active"),
-            *("is_superuser", "token_version", "created_at", "updated_at"),
+            *("is_superuser", "token_version", "created_at", "updated_at", "email_verified"),
         ),
-        booleans=frozenset({"is_active", "is_superuser"}),
+        booleans=frozenset({"is_active", "is_superuser", "email_verified"}),
         identity=True,
     ),
     Table(
@@ -96,6 +96,21 @@ TABLES = (
         ),
     ),
     Table("spent_refresh_tokens", ("token_hash", "session_id")),
+    Table(
+        "account_tokens",
+        (
+            *("token_hash", "purpose", "user_id", "token_version", "email"),
+            *("created_at", "expires_at"),
+        ),
+    ),
+    Table(
+        "outbox",
+        (
+            *("id", "kind", "recipient", "subject", "body_text", "body_html", "status"),
+            *("attempts", "next_attempt_at", "last_error", "created_at", "finished_at"),
+        ),
+        identity=True,
+    ),
 )
 
 

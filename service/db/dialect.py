@@ -66,3 +66,12 @@ def contains(dialect: Dialect, column: str, param: str) -> str:
     if dialect is Dialect.POSTGRESQL:
         return f"strpos({column}, :{param}) > 0"
     return f"instr({column}, :{param}) > 0"
+
+
+def for_update_skip_locked(dialect: Dialect) -> str:
+    """The clause that ends a SELECT claiming rows one worker alone will handle.
+
+    PostgreSQL locks the rows read and skips those another transaction holds; SQLite has
+    no row locks and needs none: its units of work run one at a time.
+    """
+    return " FOR UPDATE SKIP LOCKED" if dialect is Dialect.POSTGRESQL else ""

@@ -26,6 +26,7 @@ class User:
     token_version: int
     created_at: str
     updated_at: str
+    email_verified: bool = False  # false again whenever the email changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class UserPage:
 
 _COLUMNS = (
     "id, username, email, full_name, hashed_password, is_active, is_superuser, "
-    "token_version, created_at, updated_at"
+    "token_version, created_at, updated_at, email_verified"
 )
 
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = :id"
@@ -67,6 +68,7 @@ UPDATE_USER = f"""
 UPDATE users
 SET username = :username, email = :email, full_name = :full_name,
     hashed_password = :hashed_password, is_active = :is_active, is_superuser = :is_superuser,
+    email_verified = :email_verified,
     token_version = token_version + :bump_token_version, updated_at = :now
 WHERE id = :id
 RETURNING {_COLUMNS}
@@ -78,6 +80,17 @@ UPDATE_PASSWORD_HASH = (
 )
 
 DELETE_USER = "DELETE FROM users WHERE id = :id"
+
+# lower() on both engines (ASCII folding on SQLite): the index users_by_email serves it.
+SELECT_ACTIVE_BY_EMAIL = f"""
+SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(:email) AND is_active
+ORDER BY id LIMIT :limit
+"""
+
+# Only while the address is still the one the token was sent to.
+SET_EMAIL_VERIFIED = """
+UPDATE users SET email_verified = TRUE, updated_at = :now WHERE id = :id AND email = :email
+"""
 
 # Columns update_user may change; `password` arrives already hashed as hashed_password.
 UPDATABLE = ("username", "email", "full_name", "hashed_password", "is_active", "is_superuser")
@@ -153,6 +166,7 @@ async def update_user(
     merged = {column: changes.get(column, getattr(current, column)) for column in UPDATABLE}
     params = {
         **merged,
+        "email_verified": current.email_verified and merged["email"] == current.email,
         "id": current.id,
         "bump_token_version": int(revoke_tokens),
         "now": utc_now(),
@@ -181,6 +195,18 @@ async def delete_user(conn: Connection, *, user_id: int) -> bool:
     return await conn.execute(DELETE_USER, {"id": user_id}) > 0
 
 
+async def active_by_email(conn: Connection, *, email: str, limit: int) -> list[User]:
+    """Active users whose email equals `email` ignoring (ASCII) case, by id."""
+    rows = await conn.fetch_all(SELECT_ACTIVE_BY_EMAIL, {"email": email, "limit": limit})
+    return [_user(row) for row in rows]
+
+
+async def set_email_verified(conn: Connection, *, user_id: int, email: str) -> bool:
+    """Mark the user's address verified if it is still `email`; False if not."""
+    params = {"id": user_id, "email": email, "now": utc_now()}
+    return await conn.execute(SET_EMAIL_VERIFIED, params) > 0
+
+
 async def count_other_active_superusers(conn: Connection, *, user_id: int) -> int:
     """How many active superusers there are besides `user_id`."""
     row = await conn.fetch_one(COUNT_OTHER_ACTIVE_SUPERUSERS, {"id": user_id})
@@ -199,4 +225,5 @@ def _user(row: Row) -> User:
         token_version=row["token_version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        email_verified=bool(row["email_verified"]),
     )

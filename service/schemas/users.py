@@ -34,6 +34,11 @@ def _username(**kwargs: Any) -> Text:
     )
 
 
+def password_field(**kwargs: Any) -> Text:
+    """A new password, with the rules signup checks (8-128 characters)."""
+    return _password(**kwargs)
+
+
 def _password(**kwargs: Any) -> Text:
     return Text(
         validate=validate.Length(min=8, max=128),
