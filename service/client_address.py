@@ -15,9 +15,19 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from service import keys
+from service.accounts.context import Caller
 from service.settings import ForwardedHeader, IPNetwork
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def caller(request: web.Request) -> Caller:
+    """Who is asking, as the accounts layer needs it: address, User-Agent, request id."""
+    return Caller(
+        address=client_address(request),
+        user_agent=request.headers.get("User-Agent", ""),
+        request_id=request[keys.REQUEST_ID],
+    )
 
 
 def client_address(request: web.Request) -> str | None:

@@ -7,10 +7,9 @@ from aiohttp_apispec import docs, form_schema, request_schema, response_schema
 
 from service import keys
 from service.accounts import login, sessions
-from service.accounts.context import Caller
 from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
-from service.client_address import client_address
+from service.client_address import caller
 from service.openapi import error_responses, no_content, response_headers
 from service.representations import tokens_json, user_json
 from service.responses import json_response
@@ -46,7 +45,7 @@ async def login_access_token(request: web.Request) -> web.Response:
         request.app[keys.ACCOUNTS],
         username=form["username"],
         password=form["password"],
-        caller=_caller(request),
+        caller=caller(request),
     )
     return _token_response(issued)
 
@@ -70,7 +69,7 @@ async def refresh(request: web.Request) -> web.Response:
     issued = await sessions.refresh(
         request.app[keys.ACCOUNTS],
         refresh_token=request[keys.BODY]["refresh_token"],
-        caller=_caller(request),
+        caller=caller(request),
     )
     return _token_response(issued)
 
@@ -108,12 +107,4 @@ async def test_token(request: web.Request) -> web.Response:
 def _token_response(issued: Tokens) -> web.Response:
     return json_response(
         tokens_json(issued), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
-    )
-
-
-def _caller(request: web.Request) -> Caller:
-    return Caller(
-        address=client_address(request),
-        user_agent=request.headers.get("User-Agent", ""),
-        request_id=request[keys.REQUEST_ID],
     )

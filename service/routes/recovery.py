@@ -7,9 +7,9 @@ from aiohttp_apispec import docs, request_schema, response_schema
 
 from service import keys, messages
 from service.accounts import recovery, verification
-from service.accounts.context import Caller
 from service.auth import Access, current_user, requires
-from service.openapi import error_responses
+from service.client_address import caller
+from service.openapi import error_responses, no_content
 from service.responses import json_response
 from service.schemas.recovery import (
     AcceptedSchema,
@@ -43,7 +43,7 @@ async def password_recovery(request: web.Request) -> web.Response:
         request.app[keys.ACCOUNTS],
         email=request[keys.BODY]["email"],
         language=language,
-        caller=_caller(request),
+        caller=caller(request),
     )
     return _accepted("recovery_accepted", language)
 
@@ -56,7 +56,7 @@ async def password_recovery(request: web.Request) -> web.Response:
     "password changes by any path. Unknown, used, expired or malformed: 400 `Invalid or "
     "expired token`; an inactive user: 400 `Inactive user`. Every session and access token "
     "of the user ends.",
-    responses={"204": {"description": "The password changed"}, **error_responses(*_BODY_ERRORS)},
+    responses={**no_content("The password changed"), **error_responses(*_BODY_ERRORS)},
 )
 @request_schema(ResetPasswordSchema)
 async def reset_password(request: web.Request) -> web.Response:
@@ -84,7 +84,7 @@ async def request_verification(request: web.Request) -> web.Response:
         request.app[keys.ACCOUNTS],
         user_id=current_user(request).id,
         language=language,
-        caller=_caller(request),
+        caller=caller(request),
     )
     return _accepted("verification_accepted", language)
 
@@ -96,7 +96,7 @@ async def request_verification(request: web.Request) -> web.Response:
     description="The token works once, for VERIFY_TOKEN_EXPIRE_MINUTES, and only while the "
     "address is the one it was sent to. Otherwise 400 `Invalid or expired token`; an "
     "inactive user: 400 `Inactive user`.",
-    responses={"204": {"description": "The address is verified"}, **error_responses(*_BODY_ERRORS)},
+    responses={**no_content("The address is verified"), **error_responses(*_BODY_ERRORS)},
 )
 @request_schema(VerifyEmailSchema)
 async def verify_email(request: web.Request) -> web.Response:
@@ -110,11 +110,3 @@ def _accepted(message_key: str, language: messages.Language) -> web.Response:
 
 def _language(request: web.Request) -> messages.Language:
     return messages.preferred_language(request.headers.get("Accept-Language"))
-
-
-def _caller(request: web.Request) -> Caller:
-    return Caller(
-        address=request.remote,
-        user_agent=request.headers.get("User-Agent", ""),
-        request_id=request[keys.REQUEST_ID],
-    )
