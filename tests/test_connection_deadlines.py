@@ -86,26 +86,20 @@ def head_sent_right_after_an_answer(port: int) -> float | None:
 
 
 @SERVERS
-def test_a_head_sent_with_the_connect_then_stalled_is_cut_off_at_the_request_timeout(
-    tmp_path: Path, serve: Serve
+@pytest.mark.parametrize(
+    "stall",
+    [head_sent_with_the_connect, head_sent_right_after_an_answer],
+    ids=["with the connect", "right after an answer"],
+)
+def test_a_stalled_head_is_cut_off_at_the_request_timeout(
+    tmp_path: Path, serve: Serve, stall: Callable[[int], float | None]
 ) -> None:
+    """On a fresh connection and on a kept-alive one: the first head was missed before."""
     env = {"REQUEST_TIMEOUT_SECONDS": str(TIMEOUT), "KEEPALIVE_TIMEOUT_SECONDS": KEEPALIVE}
     with serve(tmp_path, **env) as server:
-        closed = [head_sent_with_the_connect(server.port) for _ in range(ATTEMPTS)]
-    print(f"fresh connections closed after {closed} s")
-    assert None not in closed, f"still open {4 * TIMEOUT:g} s into a stalled first head"
-    assert all(seconds < 3 * TIMEOUT for seconds in closed if seconds is not None), closed
-
-
-@SERVERS
-def test_a_head_sent_right_after_an_answer_then_stalled_is_cut_off_at_the_request_timeout(
-    tmp_path: Path, serve: Serve
-) -> None:
-    env = {"REQUEST_TIMEOUT_SECONDS": str(TIMEOUT), "KEEPALIVE_TIMEOUT_SECONDS": KEEPALIVE}
-    with serve(tmp_path, **env) as server:
-        closed = [head_sent_right_after_an_answer(server.port) for _ in range(ATTEMPTS)]
-    print(f"kept-alive connections closed after {closed} s")
-    assert None not in closed, f"still open {4 * TIMEOUT:g} s into a stalled second head"
+        closed = [stall(server.port) for _ in range(ATTEMPTS)]
+    print(f"connections closed after {closed} s")
+    assert None not in closed, f"still open {4 * TIMEOUT:g} s into a stalled head"
     assert all(seconds < 3 * TIMEOUT for seconds in closed if seconds is not None), closed
 
 
