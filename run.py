@@ -55,6 +55,17 @@ def _key_file_is_safe(settings: Settings) -> bool:
 
 def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
     """Apply pending migrations; or, told not to, check that none is pending."""
+    if migrate and settings.database_transaction_pooler:
+        # yoyo runs under a session advisory lock, which a transaction pooler would leave
+        # on whichever server connection it lent: migrations go to the server directly.
+        print(
+            "error: migrations cannot run through a transaction pooler "
+            "(DATABASE_TRANSACTION_POOLER): apply them on the server directly "
+            "(`python run.py` with DATABASE_URL naming it, or `yoyo apply`), "
+            "then start with --no-migrate",
+            file=sys.stderr,
+        )
+        return False
     try:
         if migrate:
             applied = migrations.apply_pending(settings.database_url)

@@ -102,8 +102,10 @@ async def _verdict(
     """The attempt's verdict, inside the unit of work that opens the session.
 
     At most LOGIN_MAX_FAILURES parallel attempts get an answer other than 429, and a 429
-    says nothing about the password.
+    says nothing about the password: attempts on one username take turns here (the
+    throttle's lock), each seeing the failures counted before it.
     """
+    await throttle.lock(conn, key)
     await throttle.refuse_login_if_locked(conn, accounts.settings, key)
     if user is None or not await _still_as_verified(conn, user):
         await throttle.record_login_failure(conn, accounts.settings, key)
@@ -122,9 +124,10 @@ async def _still_as_verified(conn: Connection, user: User) -> bool:
     The hash is verified outside any unit of work (~0.1 s): a password change, a reset or
     a deactivation committed meanwhile ended the sessions that existed then, so a session
     opened now for the old password would survive it. Such a login is refused like a
-    wrong password.
+    wrong password. The user is read FOR SHARE: a change in flight is waited for and seen
+    here, or waits itself and then ends the session this login opens.
     """
-    now = await user_queries.get_by_id(conn, user_id=user.id)
+    now = await user_queries.get_for_share(conn, user_id=user.id)
     return now is not None and (now.hashed_password, now.token_version, now.is_active) == (
         user.hashed_password,
         user.token_version,
