@@ -1,7 +1,7 @@
 """Background purge: ended and expired sessions, passed login-failure windows, expired
 reset and verification tokens, and outbox messages sent or failed MAIL_RETENTION_DAYS ago.
 
-Each run deletes a bounded batch (so the write lock is never held long) and repeats
+Each run deletes a bounded batch (so its row locks are never held long) and repeats
 every SESSION_PURGE_INTERVAL_SECONDS; ended or expired sessions are therefore gone
 within one interval, and their spent refresh-token hash (one a session) with them.
 """
