@@ -27,6 +27,7 @@ from service.queries import products as product_queries
 from service.queries import sessions as session_queries
 from service.queries import users as user_queries
 from service.settings import Settings
+from tests.conftest import log_lines
 from tests.helpers import problem
 from tests.helpers_auth import (
     PASSWORD,
@@ -319,7 +320,7 @@ async def test_a_deadlock_is_a_503_with_retry_after_and_nothing_applied(nodes: N
 
 
 async def test_a_lock_held_too_long_is_a_503_with_retry_after_and_nothing_applied(
-    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     monkeypatch.setattr(postgres, "LOCK_TIMEOUT", "200ms")
     created = await nodes[0].post("/products/", json={"name": "Tea", "price": 4})
@@ -332,3 +333,6 @@ async def test_a_lock_held_too_long_is_a_503_with_retry_after_and_nothing_applie
     await problem(response, 503)
     assert response.headers["Retry-After"] == "5"
     assert (await (await nodes[0].get(path)).json())["price"] == 4
+    conflicts = [line for line in log_lines(settings) if "Write conflict" in line]
+    # (Each app adds its own sink to the one log file: a line may be there twice.)
+    assert conflicts and all("LockNotAvailableError" in line for line in conflicts), conflicts
