@@ -23,6 +23,7 @@ from service.db import (
     ForeignKeyViolation,
     migrations,
     open_database,
+    postgres,
 )
 from service.db.dialect import Dialect
 from service.db.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, Synchronous
@@ -559,6 +560,24 @@ async def test_a_stalled_unit_of_work_cannot_hold_its_locks_for_ever(
     async with database.read() as conn:  # SET LOCAL: nothing stays on the session
         outside = await conn.fetch_one("SHOW idle_in_transaction_session_timeout")
     assert outside is not None and outside[0] == "0"
+
+
+@pytest.mark.postgresql_only
+async def test_a_unit_of_work_idle_past_its_timeout_is_ended_with_its_locks(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "IDLE_IN_UNIT_OF_WORK", "200ms")
+    with pytest.raises(DatabaseUnavailable):
+        async with database.transaction() as conn:
+            await conn.lock("test:stalled")
+            await insert(conn, "stalled")
+            await asyncio.sleep(1)  # a paused node
+            await insert(conn, "too late")
+    monkeypatch.undo()
+    async with database.transaction() as conn:  # the lock went with the ended session
+        await asyncio.wait_for(conn.lock("test:stalled"), 5)
+        await insert(conn, "after")
+    assert await names(database) == {"after"}
 
 
 @pytest.mark.postgresql_only
