@@ -67,6 +67,7 @@ BEGIN_UNIT_OF_WORK = (
 )
 BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 CONNECT_TIMEOUT_SECONDS = 10.0
+STATEMENT_CACHE_SIZE = 100  # asyncpg's default: each statement is parsed once per connection
 _READ_ONLY = {"default_transaction_read_only": "on"}
 
 # Units of work that collided: rolled back, worth a retry by the client.
@@ -223,7 +224,7 @@ class _FairPool:
                 reset=_reset,
                 # Behind a transaction pooler: no statement outlives its transaction's
                 # server connection, and no session setting is sent (see the module).
-                statement_cache_size=0 if pooler else 100,
+                statement_cache_size=0 if pooler else STATEMENT_CACHE_SIZE,
                 server_settings=_READ_ONLY if read_only and not pooler else None,
             )
         return cls(pool, size)
