@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 
 from service import keys
-from service.accounts import throttle
+from service.accounts import mailing, throttle
 from service.app import create_app
 from service.db import Database, postgres
 from service.housekeeping import purge_once
+from service.mail.messages import Kind
+from service.queries import account_tokens
 from service.queries import products as product_queries
 from service.queries import sessions as session_queries
 from service.queries import users as user_queries
@@ -336,3 +338,35 @@ async def test_a_lock_held_too_long_is_a_503_with_retry_after_and_nothing_applie
     conflicts = [line for line in log_lines(settings) if "Write conflict" in line]
     # (Each app adds its own sink to the one log file: a line may be there twice.)
     assert conflicts and all("LockNotAvailableError" in line for line in conflicts), conflicts
+
+
+async def test_one_reset_link_spent_on_both_nodes_at_once_sets_one_password(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = database(nodes[0])
+    gina = await make_user(db, "gina", email="gina@example.com")
+    link = "a-reset-token-of-gina-0123456789abcdefghijklmnop"
+    async with db.transaction() as conn:
+        await account_tokens.create(
+            conn,
+            token_hash=mailing.token_hash(link),
+            purpose=Kind.RESET_PASSWORD.value,
+            user_id=gina.id,
+            token_version=gina.token_version,
+            email=None,
+            now=time.time(),
+            expires_at=time.time() + 600,
+        )
+    meet_before(monkeypatch, account_tokens, "delete")
+    passwords = ("first new password", "second new password")
+    replies = await asyncio.gather(
+        *(
+            node.post("/reset-password", json={"token": link, "new_password": password})
+            for node, password in zip(nodes, passwords, strict=True)
+        )
+    )
+    assert sorted(reply.status for reply in replies) == [204, 400]
+    won = passwords[[reply.status for reply in replies].index(204)]
+    lost = passwords[1 - passwords.index(won)]
+    assert (await login(nodes[1], "gina", won)).status == 200
+    assert (await login(nodes[1], "gina", lost)).status == 401
