@@ -20,8 +20,10 @@ from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.db import Database
-from service.settings import Settings
-from tests.conftest import ClientFactory, log_lines
+from service.keys import OPENAPI_DOCUMENT
+from service.openapi.document import TITLE
+from service.settings import Settings, SettingsError
+from tests.conftest import TEST_SECRET_KEY, ClientFactory, log_lines
 from tests.helpers import problem
 from tests.helpers_auth import (
     OTHER_KEY,
@@ -523,3 +525,44 @@ async def _reset_token(settings: Settings) -> str:
     folder = Path(settings.mail_url.removeprefix("file:"))
     await wait_async(lambda: bool(eml_files(folder)), "the reset message")
     return link_token(read_eml(eml_files(folder)[0]))
+
+
+def test_the_api_document_describes_both_steps() -> None:
+    app = create_app(Settings(secret_key=TEST_SECRET_KEY))
+    document = app[OPENAPI_DOCUMENT]
+    paths = document["paths"]
+    first = paths["/login/access-token"]["post"]
+    assert "403" in first["responses"] and "mfa_token" in first["description"]
+    second = paths["/login/mfa"]["post"]
+    assert second["operationId"] == "login_mfa" and second["security"] == []
+    assert set(second["requestBody"]["content"]) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+    }
+    assert second["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Token"
+    }
+    assert {"401", "429"} <= set(second["responses"])
+    assert "mfa_token" in document["components"]["schemas"]["Problem"]["properties"]
+    assert "totp_enabled" in document["components"]["schemas"]["User"]["required"]
+    operations = {
+        ("post", "/users/me/totp"): "enroll_totp",
+        ("post", "/users/me/totp/confirm"): "confirm_totp",
+        ("delete", "/users/me/totp"): "disable_totp",
+        ("post", "/users/me/totp/recovery-codes"): "new_recovery_codes",
+        ("delete", "/users/{user}/totp"): "reset_user_totp",
+    }
+    for (method, path), operation_id in operations.items():
+        assert paths[path][method]["operationId"] == operation_id
+
+
+def test_the_totp_settings_are_read_and_validated() -> None:
+    settings = Settings.from_env({"TOTP_ISSUER": "Shop", "REQUIRE_TOTP_FOR_SUPERUSERS": "yes"})
+    assert (settings.totp_issuer, settings.require_totp_for_superusers) == ("Shop", True)
+    defaults = Settings.from_env({})
+    assert defaults.totp_issuer == TITLE and defaults.require_totp_for_superusers is False
+    for bad in ("Shop:Main", "x" * 65, "tab\there"):
+        with pytest.raises(SettingsError, match="TOTP_ISSUER"):
+            Settings.from_env({"TOTP_ISSUER": bad})
+    with pytest.raises(SettingsError, match="REQUIRE_TOTP_FOR_SUPERUSERS"):
+        Settings.from_env({"REQUIRE_TOTP_FOR_SUPERUSERS": "maybe"})

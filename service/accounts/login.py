@@ -68,7 +68,10 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
         raise IncorrectLogin from None
     if opened is not None and user is not None:
         return sessions.issue_tokens(accounts, user=user, session=opened)
-    if mfa_token is not None:
+    if mfa_token is not None and user is not None:
+        logger.bind(request_id=caller.request_id).info(
+            f"password accepted for user {user.id}; a second factor is asked"
+        )
         raise SecondFactorRequired(mfa_token)
     # Raised after the unit of work, so that the failure it counted is committed.
     if verdict is Verdict.INACTIVE:

@@ -88,6 +88,8 @@ async def confirm(accounts: Accounts, *, me: User, session: str, code: str) -> l
 
     InvalidCode for a wrong code; TotpNotPending with nothing to confirm.
     """
+    if me.totp_enabled:  # before the count: a 409 is no wrong code
+        raise TotpAlreadyEnabled
     await _count_code_check(accounts, me, session=session)
     codes = _new_recovery_codes()
     keys = _keys(accounts)
