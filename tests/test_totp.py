@@ -18,10 +18,12 @@ import pyotp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service import housekeeping
 from service.app import create_app
 from service.db import Database
 from service.keys import OPENAPI_DOCUMENT
 from service.openapi.document import TITLE
+from service.queries import mfa_challenges
 from service.settings import Settings, SettingsError
 from tests.conftest import TEST_SECRET_KEY, ClientFactory, log_lines
 from tests.helpers import problem
@@ -566,3 +568,24 @@ def test_the_totp_settings_are_read_and_validated() -> None:
             Settings.from_env({"TOTP_ISSUER": bad})
     with pytest.raises(SettingsError, match="REQUIRE_TOTP_FOR_SUPERUSERS"):
         Settings.from_env({"REQUIRE_TOTP_FOR_SUPERUSERS": "maybe"})
+
+
+async def test_the_purge_deletes_expired_second_steps_only(
+    app: Client, database: Database, clock: Clock
+) -> None:
+    user = await make_user(database, "alice")
+    await enable(app, await auth(database, user.id), clock)
+    await mfa_token(app, "alice")  # live for 5 minutes
+    async with database.transaction() as conn:  # as a login long ago left it
+        await mfa_challenges.create(
+            conn,
+            token_hash="expired",
+            user_id=user.id,
+            token_version=1,
+            password_fingerprint="-",
+            now=1.0,
+            expires_at=301.0,
+        )
+    await housekeeping.purge_once(app.server.app)
+    left = await rows(database, "SELECT token_hash FROM mfa_challenges")
+    assert len(left) == 1 and left[0]["token_hash"] != "expired"
