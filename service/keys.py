@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hash
 # The OpenAPI document /openapi.json serves, built once from the routes' declarations.
 OPENAPI_DOCUMENT = web.AppKey[dict[str, Any]]("openapi_document")
 MAIL_QUEUED = web.AppKey("mail_queued", asyncio.Event)  # set: the outbox has new mail
+CLOCK = web.AppKey[Callable[[], float]]("clock")  # time.time, or a test's clock
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_ADDRESS = web.RequestKey[str | None]("client_address")  # see service/client_address.py

@@ -103,6 +103,10 @@ class Settings:
     mail_timeout_seconds: float = 30.0
     mail_poll_seconds: float = 2.0
     mail_retention_days: float = 7.0
+    # Two-factor login (service/accounts/totp.py): the issuer authenticator apps show
+    # (the API document's title by default), and whether superusers must have it on.
+    totp_issuer: str = "Products and accounts API"
+    require_totp_for_superusers: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -224,6 +228,10 @@ class Settings:
             ),
             mail_retention_days=reader.get(
                 "MAIL_RETENTION_DAYS", _days, defaults.mail_retention_days
+            ),
+            totp_issuer=reader.get("TOTP_ISSUER", _totp_issuer, defaults.totp_issuer),
+            require_totp_for_superusers=reader.get(
+                "REQUIRE_TOTP_FOR_SUPERUSERS", parse_bool, defaults.require_totp_for_superusers
             ),
         )
         if settings.database_transaction_pooler and settings.postgres_url is None:
@@ -398,6 +406,14 @@ def _mail_from(raw: str) -> str:
     if "@" not in address or any(ch in raw for ch in "\r\n"):
         raise ValueError("expected an address, such as 'Shop <no-reply@example.com>'")
     return raw.strip()
+
+
+def _totp_issuer(raw: str) -> str:
+    # Key URI format: the issuer prefixes the account in the label, split at a colon.
+    issuer = raw.strip()
+    if not 1 <= len(issuer) <= 64 or ":" in issuer or not issuer.isprintable():
+        raise ValueError("expected 1 to 64 printable characters, without a colon")
+    return issuer
 
 
 def _choice(kind: type[E]) -> Callable[[str], E]:

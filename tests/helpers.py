@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
+# `mfa_token`: the extension member of a login's 403 "Second factor required".
+PROBLEM_KEYS = {"type", "title", "status", "detail", "errors", "mfa_token"}
 PROCESS_TIME = re.compile(r"^\d+\.\d{2}$")
 # What must never reach a client: a stack trace, a source line, a password hash.
 NEVER_IN_A_PROBLEM = ("Traceback", 'File "', "$argon2")

@@ -59,7 +59,7 @@ COMMAND_TIMEOUT = 30.0
 
 # Every command in a ```sh block matches exactly one of these; the test named runs it.
 CHECKS = {
-    "test_api_commands": r"^(TOKEN=\$\()?curl ",
+    "test_api_commands": r"^([A-Z]+=\$\()?curl ",
     "test_python_client_example": r"^\.venv/bin/pip install httpx==",
     "test_make_run_serves_the_docs": r"^make run$",
     "test_yoyo_commands": r"^\.venv/bin/yoyo (?!.*postgresql://)",
@@ -719,6 +719,8 @@ def _shape(line: str) -> str:
     example |= {"login_account_failures": (2, None)}
     example |= {"sessions": (57, None), "spent_refresh_tokens": (38, None)}
     example |= {"account_tokens": (2, None), "outbox": (9, 10)}
+    example |= {"totp_secrets": (4, None), "totp_recovery_codes": (30, None)}
+    example |= {"mfa_challenges": (0, None)}
     table = line.partition(":")[0]
     if table not in example:
         return line

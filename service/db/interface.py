@@ -15,20 +15,21 @@ How a rule holds on PostgreSQL without a global lock (every unit of work, by mod
 
 1. An atomic statement, whose WHERE PostgreSQL re-checks on the row's newest version
    after waiting for a concurrent writer: spending a one-use token (`DELETE ... ` whose
-   count says who won: reset links, verification links), a conditional update (a
+   count says who won: reset links, verification links, TOTP recovery codes, a login's
+   mfa_token), a TOTP code's step (`WHERE last_used_step < :step`), a conditional update (a
    session's rotation `WHERE refresh_token_hash = :old`, an outbox row's `WHERE attempts
    = :n`, a re-hash `WHERE hashed_password = :old`), an upsert (login failure counts),
    a UNIQUE index (one username, whoever inserts it first).
 2. The row read `FOR UPDATE` (`dialect.for_update`) before deciding and writing it back:
    If-Match and the read-modify-write of a product, a user's update and deletion, the
    refresh token's session, the one verification link per interval (the user's row).
-   A login reads its user `FOR SHARE`: a password change or deactivation in flight either
-   ends the session the login opens, or the login sees it and is refused.
+   A login (and its second step) reads its user `FOR SHARE`: a password change or
+   deactivation in flight either ends the session the login opens, or is seen and refuses it.
 3. A narrow advisory lock, `Connection.lock(name)`, for a rule over rows that may not
    exist yet or over a set: "the active superusers" (the last one is never demoted,
-   deactivated or deleted) and one throttle key (a login's username, a user's current-
-   password checks, a recovery address and client), so parallel attempts count one by
-   one and none slips past the limit.
+   deactivated or deleted) and one throttle key (a login's username, also in its second
+   step; a user's current-password and TOTP code checks; a recovery address and client),
+   so parallel attempts count one by one and none slips past the limit.
 4. `FOR UPDATE SKIP LOCKED` where workers share a queue: the outbox's claims, and the
    purge's batches (two nodes purge disjoint rows, and skip a session being refreshed).
 
@@ -36,7 +37,8 @@ A unit of work that waits too long for a lock (LOCK_TIMEOUT in postgres.py) or i
 as a deadlock's victim is rolled back whole and raises WriteConflict, a
 DatabaseUnavailable: 503 with Retry-After, never half-applied. There is no automatic
 retry: the body of `async with` cannot be run again, and the locks above are taken in
-one order (a user's row, then the superusers' lock), so conflicts are rare.
+one order (a throttle key, then a user's row, then the superusers' lock), so deadlocks
+are rare.
 
 Statements use `:name` placeholders; each adapter turns driver errors into the exceptions
 below, so that no query module knows which driver runs it. The engines import this module,

@@ -56,12 +56,16 @@ A rebuild of the FastAPI workshop backend: products, users, JWT login.
 * Prices are JSON numbers with at most 2 decimals, stored exactly.
 * `/users/{user}` is one path for two kinds of key: GET reads it as a username (which may
   be all digits), PATCH and DELETE as the user's id (anything else is 404).
+* Two-factor login: for a user with TOTP on, `/login/access-token` answers the right
+  password with 403 `Second factor required` and an `mfa_token`; `/login/mfa` trades it
+  and a code for the tokens.
 
 The conventions (errors, paging, ETags, sessions, throttling) are in docs/API.md.
 """
 TAGS = [
     {"name": "login", "description": "Log in (OAuth2 password flow), refresh, log out"},
     {"name": "users", "description": "Signup, your own account and sessions, administration"},
+    {"name": "two-factor", "description": "Two-factor login (TOTP) and recovery codes"},
     {"name": "products", "description": "The product catalogue; writes as configured"},
     {"name": "health", "description": "Liveness and readiness probes"},
 ]

@@ -33,8 +33,10 @@ routes = web.RouteTableDef()
     "1, 2, 4, ... s (at most LOGIN_ACCOUNT_MAX_DELAY_SECONDS): 429 with Retry-After "
     "meanwhile. A login whose "
     "user's password changed, or who was deactivated, while the password was being checked "
-    "gets 401 too.",
-    responses=error_responses(400, 401, 415, 422, 429),
+    "gets 401 too. A user with two-factor login on gets, for the right password, 403 "
+    "`Second factor required` with an `mfa_token` member (no tokens, no session): send it "
+    "with a code to /login/mfa.",
+    responses=error_responses(400, 401, 403, 415, 422, 429),
 )
 @form_schema(LoginFormSchema)
 @response_schema(TokenSchema, 200, description="A bearer token (Cache-Control: no-store)")

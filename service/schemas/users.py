@@ -113,6 +113,9 @@ class UserSchema(Schema):
     full_name = fields.String(required=True, allow_none=True, metadata={"example": "Alice"})
     is_active = fields.Boolean(required=True)
     is_superuser = fields.Boolean(required=True)
+    totp_enabled = fields.Boolean(
+        required=True, metadata={"description": "Logins need a second factor (TOTP)"}
+    )
     created_at = fields.DateTime(required=True, metadata={"example": "2026-11-27T10:00:00+00:00"})
     updated_at = fields.DateTime(required=True, metadata={"example": "2026-11-27T10:00:00+00:00"})
 
