@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestPayloadError
 from loguru import logger
 
-from service import keys, log, messages
+from service import headers, keys, log, messages
 from service.accounts.errors import AccountError
 from service.client_address import client_address
 from service.db import DatabaseUnavailable, InvalidValue
@@ -138,4 +138,4 @@ def _from_http_exception(request: web.Request, error: web.HTTPException) -> ApiE
 
 
 def _language(request: web.Request) -> messages.Language:
-    return messages.preferred_language(request.headers.get("Accept-Language"))
+    return headers.answer_language(request)
