@@ -10,8 +10,8 @@ import sys
 from service import create_superuser, tokens
 from service.app import create_app
 from service.db import DatabaseError, copy_to_postgres, migrations
-from service.serving import serve_forever
-from service.settings import Settings, SettingsError, redacted_url
+from service.serving import CannotListen, serve_forever
+from service.settings import Settings, SettingsError, parse_port, redacted_url
 from service.supervisor import supervise
 
 
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     settings = dataclasses.replace(
-        settings, host=args.host or settings.host, port=args.port or settings.port
+        settings,
+        host=args.host or settings.host,
+        port=settings.port if args.port is None else args.port,
     )
     if not _key_file_is_safe(settings):
         return 1
@@ -37,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1:
         # Once, before any worker starts: workers would otherwise race to create it.
         tokens.load_or_create_key(settings.secret_key, settings.database_path)
-        return supervise(settings, workers=args.workers, reuse_port=args.reuse_port)
+        try:
+            return supervise(settings, workers=args.workers, reuse_port=args.reuse_port)
+        except CannotListen as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     return serve(settings, reuse_port=args.reuse_port)
 
 
@@ -83,6 +89,9 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     except DatabaseError as error:  # the pool could not open: the start fails, plainly
         print(f"error: the database: {error}", file=sys.stderr)
         return 1
+    except CannotListen as error:  # the port in use: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -93,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         "`python run.py copy-to-postgres --from FILE --to postgresql://...`."
     )
     parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")
+    parser.add_argument(
+        "--port", type=_port, help="port to listen on, 1-65535 (default: PORT or 8000)"
+    )
     parser.add_argument(
         "--no-migrate",
         action="store_true",
@@ -111,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         help="bind with SO_REUSEPORT, so that other processes can serve the same port",
     )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError as error:  # argparse would say only "invalid _port value"
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:

@@ -113,7 +113,7 @@ class Settings:
         database_path, postgres_url = _database(reader, defaults.database_path)
         settings = cls(
             host=reader.get("HOST", str, defaults.host),
-            port=reader.get("PORT", _int_between(1, 65535), defaults.port),
+            port=reader.get("PORT", parse_port, defaults.port),
             database_path=database_path,
             postgres_url=postgres_url,
             database_pool_size=reader.get(
@@ -342,6 +342,11 @@ def _size(raw: str) -> int:
     if not MIN_LOG_ROTATION <= size <= MAX_LOG_ROTATION:
         raise ValueError("expected a size from 10 KB to 10 GB")
     return size
+
+
+def parse_port(raw: str) -> int:
+    """A TCP port, 1-65535: PORT and run.py's --port alike."""
+    return _int_between(1, 65535)(raw)
 
 
 def _positive_float(raw: str) -> float:
