@@ -1,4 +1,4 @@
-"""Command line: `python run.py` migrates and serves; also create-superuser, copy-to-postgres."""
+"""Command line: `python run.py` migrates and serves; also migrate, create-superuser, etc."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import os
 import sys
 
-from service import create_superuser, tokens
+from service import create_superuser, migrate, tokens
 from service.app import create_app
 from service.db import DatabaseError, copy_to_postgres, migrations
 from service.serving import CannotListen, serve_forever
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         return create_superuser.main(argv[1:])
     if argv[:1] == ["copy-to-postgres"]:
         return copy_to_postgres.main(argv[1:])
+    if argv[:1] == ["migrate"]:
+        return migrate.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -98,7 +100,8 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Products and accounts REST service. "
-        "Also: `python run.py create-superuser [--username U] [--password P]`, "
+        "Also: `python run.py migrate` (migrate only, and say what was applied), "
+        "`python run.py create-superuser [--username U] [--password P]`, "
         "`python run.py copy-to-postgres --from FILE --to postgresql://...`."
     )
     parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
