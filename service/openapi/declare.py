@@ -66,7 +66,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     "Vary": {
         "description": "Names `Accept-Language`: the answer's texts follow it",
         "required": True,
-        "schema": {"type": "string", "pattern": "(?i)accept-language"},
+        "schema": {"type": "string", "pattern": "[Aa]ccept-[Ll]anguage"},
     },
     "Cache-Control": {
         "description": "`no-store`: tokens are never cached",
