@@ -18,6 +18,7 @@ from loguru import logger
 from service import log
 from service.settings import Settings, SettingsError
 from service.supervisor import worker_log_file
+from tests.helpers_process import call, started, wait_until_serving
 
 ROTATION = 10_000  # the smallest LOG_ROTATION allowed
 RECORD = "x" * 500  # about 20 records to a file
@@ -133,3 +134,30 @@ def test_the_settings_are_read_with_their_ranges() -> None:
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=f"^{variable}="):
         Settings.from_env({variable: raw})
+
+
+@pytest.mark.process
+@pytest.mark.sqlite_only("the log files are the same on either engine")
+def test_run_py_rotates_by_the_settings_and_leaves_the_workers_files_alone(
+    tmp_path: Path,
+) -> None:
+    """A plain run.py beside the files an earlier `run.py --workers 2` left behind."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    left_behind = [aged(folder / f"app.{number}.log", "worker\n", 3600) for number in (1, 2)]
+    left_behind += [
+        aged(folder / f"app.{number}.2026-01-01_00-00-00_000000.log", "old\n", 7200)
+        for number in (1, 2)
+    ]
+    long_id = {"X-Request-ID": "r" * 128}  # about 260 bytes a line: ~40 lines to a file
+    requests = 250  # about six files' worth
+    with started(tmp_path, LOG_ROTATION="10 KB", LOG_RETENTION="2") as server:
+        wait_until_serving(server)
+        for _ in range(requests):
+            assert call(server, "GET", "/health", headers=long_id)[0] == 200
+    kept = [*rotated_files(folder, "app"), folder / "app.log"]
+    assert len(kept) == 3, sorted(folder.iterdir())
+    lines = sum(path.read_text(encoding="utf-8").count(" выполнялся ") for path in kept)
+    assert lines < requests  # the older rotations went
+    assert all(path.stat().st_size <= ROTATION for path in kept)
+    assert all(path.exists() for path in left_behind), sorted(folder.iterdir())
