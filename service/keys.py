@@ -10,6 +10,7 @@ from aiohttp import web
 
 from service.accounts.context import Accounts
 from service.db import Database
+from service.messages import Language
 from service.passwords import PasswordHasher
 from service.queries.users import User
 from service.settings import Settings
@@ -29,6 +30,8 @@ REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_ADDRESS = web.RequestKey[str | None]("client_address")  # see service/client_address.py
 CURRENT_USER = web.RequestKey[User | None]("current_user")
 CURRENT_SESSION = web.RequestKey[str | None]("current_session")
+# The language an answer's texts are in, once chosen from Accept-Language (service/headers.py).
+LANGUAGE = web.RequestKey[Language]("language")
 
 # Parsed input: the validation middleware puts each schema a route declared under one of
 # these (a JSON body, or a form where the route accepts_form_too; the query string; a form).

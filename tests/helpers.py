@@ -38,6 +38,9 @@ async def problem(response: Any, status: int, detail: str | None = None) -> dict
         assert body["detail"] == detail, body
     if status == 401:
         assert response.headers.get("WWW-Authenticate") == "Bearer"
+    # Its texts are in the language Accept-Language chose: it says which, and that it varies.
+    assert response.headers.get("Content-Language") in ("en", "ru"), response.headers
+    assert "accept-language" in response.headers.get("Vary", "").lower(), response.headers
     assert PROCESS_TIME.match(response.headers["X-Process-Time-ms"])
     assert response.headers["X-Request-ID"]
     return body

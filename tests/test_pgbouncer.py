@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,12 +28,14 @@ from service.db.postgres import PostgresDatabase
 from service.settings import Settings
 from tests import engines
 from tests.helpers_process import (
+    REPO_ROOT,
     Req,
     bearer,
     call,
     call_json,
     database_of,
     database_untouched,
+    environment,
     free_port,
     login,
     parallel,
@@ -176,18 +179,26 @@ def _refresh(login_body: bytes) -> dict[str, str]:
 
 
 def test_run_py_refuses_to_migrate_through_the_pooler(tmp_path: Path) -> None:
-    """yoyo migrates under a session advisory lock, which a pooled server connection keeps."""
+    """yoyo migrates under a session advisory lock, which a pooled server connection keeps:
+    neither `run.py` (migrate, then serve) nor `run.py migrate` goes through the pooler."""
     direct = str(database_of(tmp_path))
-    with (
-        pgbouncer(server_connections=2) as port,
-        started(
-            tmp_path, DATABASE_URL=through(port, direct), DATABASE_TRANSACTION_POOLER="1"
-        ) as node,
-    ):
-        assert node.process.wait(timeout=30) == 1
-    error = node.stderr()
-    assert "error: migrations cannot run through a transaction pooler" in error
-    assert "--no-migrate" in error and "Traceback" not in error
+    with pgbouncer(server_connections=2) as port:
+        pooled = {"DATABASE_URL": through(port, direct), "DATABASE_TRANSACTION_POOLER": "1"}
+        with started(tmp_path, **pooled) as node:
+            assert node.process.wait(timeout=30) == 1
+        migrating = subprocess.run(
+            [sys.executable, "run.py", "migrate"],
+            cwd=REPO_ROOT,
+            env=environment(tmp_path, **pooled),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    for error in (node.stderr(), migrating.stderr):
+        assert error.startswith("error: migrations cannot run through a transaction pooler")
+        assert "--no-migrate" in error and "Traceback" not in error
+    assert migrating.returncode == 1
     assert database_untouched(tmp_path)
 
 

@@ -60,7 +60,8 @@ async def login_access_token(request: web.Request) -> web.Response:
     description="The refresh token rotates: the one sent is spent. Presenting the one "
     "spent last again is treated as theft: 401, and its whole session ends (older spent "
     "ones: 401). A session lasts at most SESSION_MAX_AGE_DAYS from its login: after that, "
-    "401. Form or JSON body.",
+    "401. Any malformed refresh token (empty, too long, not one the service issued) is 401 "
+    "like an unknown one; a `refresh_token` that is not a string: 422. Form or JSON body.",
     responses=error_responses(400, 401, 415, 422),
 )
 @accepts_form_too

@@ -153,7 +153,11 @@ class TokenSchema(Schema):
 
 
 class RefreshSchema(Schema):
-    refresh_token = Text(required=True, validate=validate.Length(min=1, max=512))
+    # Any string: a malformed token (empty, 5,000 characters, NUL) is refused with 401 as an
+    # unknown one is, so that a client that logs in again on 401 needs no other case.
+    refresh_token = fields.String(
+        required=True, metadata={"description": "The refresh_token of a login or refresh"}
+    )
 
 
 class SessionSchema(Schema):
