@@ -137,6 +137,9 @@ async def new_recovery_codes(accounts: Accounts, *, me: User, session: str, code
     await _count_code_check(accounts, me, session=session)
     codes = _new_recovery_codes()
     async with accounts.database.transaction() as conn:
+        # One replacement at a time per user: two at once (two good codes) would each
+        # delete only the codes committed before them, and both sets would live.
+        await user_queries.get_for_update(conn, user_id=me.id)
         accepted = await spend_code(conn, accounts, user_id=me.id, code=code)
         if accepted:
             await _store_recovery_codes(conn, _keys(accounts), me.id, codes)
