@@ -101,6 +101,15 @@ class Settings:
     mail_timeout_seconds: float = 30.0
     mail_poll_seconds: float = 2.0
     mail_retention_days: float = 7.0
+    # Prometheus metrics at GET /metrics (service/metrics/), for these client addresses only.
+    metrics_enabled: bool = True
+    metrics_allow_ips: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # prometheus-client's own variable: set, the metrics go to files there, one set per
+    # process, and a scrape merges them (run.py --workers sets it; service/supervisor.py).
+    metrics_multiprocess_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -219,6 +228,13 @@ class Settings:
             ),
             mail_retention_days=reader.get(
                 "MAIL_RETENTION_DAYS", _days, defaults.mail_retention_days
+            ),
+            metrics_enabled=reader.get("METRICS_ENABLED", parse_bool, defaults.metrics_enabled),
+            metrics_allow_ips=reader.get(
+                "METRICS_ALLOW_IPS", _networks, defaults.metrics_allow_ips
+            ),
+            metrics_multiprocess_dir=reader.get(
+                "PROMETHEUS_MULTIPROC_DIR", _directory, defaults.metrics_multiprocess_dir
             ),
         )
         if settings.postgres_url is not None and settings.secret_key is None:
@@ -358,6 +374,13 @@ def _networks(raw: str) -> tuple[IPNetwork, ...]:
 
 def _path(raw: str) -> Path:
     return Path(raw)
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError("expected an existing directory")
+    return path
 
 
 def _log_level(raw: str) -> str:

@@ -6,17 +6,24 @@ that dies, and on SIGTERM or SIGINT stops every worker gracefully and exits 0. E
 logs to its own file (`app.log` becomes `app.1.log`, `app.2.log`, ...): two processes
 rotating one file would rename it under each other. The number is the worker's slot, and a
 worker that replaces a dead one takes the dead one's slot, so the files stay N.
+
+With METRICS_ENABLED the master makes a fresh private directory for the workers' metric
+files (PROMETHEUS_MULTIPROC_DIR) before the first fork, tells prometheus-client of each
+worker's exit (its live gauges go), and removes the directory when it stops.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess
 
 from service.app import app_factory
 from service.serving import SHUTDOWN_TIMEOUT_SECONDS
@@ -26,6 +33,7 @@ from service.worker import Worker
 # A worker's own shutdown takes up to SHUTDOWN_TIMEOUT_SECONDS; the master waits a little
 # longer before it SIGKILLs what is left.
 STOP_GRACE_SECONDS = math.ceil(SHUTDOWN_TIMEOUT_SECONDS) + 5  # gunicorn takes whole seconds
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own name
 
 
 def worker_log_file(log_file: Path, number: int) -> Path:
@@ -60,6 +68,7 @@ class Supervisor(BaseApplication):  # type: ignore[misc]  # gunicorn has no type
             "when_ready": self._when_ready,
             "pre_fork": _pre_fork,
             "post_fork": self._post_fork,
+            "child_exit": _child_exit,
         }
         for name, value in options.items():
             self.cfg.set(name, value)
@@ -88,11 +97,31 @@ def _pre_fork(arbiter: Any, worker: Worker) -> None:
     worker.slot = next(number for number in range(1, len(taken) + 2) if number not in taken)
 
 
+def _child_exit(arbiter: Any, worker: Worker) -> None:
+    """In the master, after a worker exited: its live gauges (in flight now) are dropped."""
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if directory:
+        multiprocess.mark_process_dead(worker.pid, directory)  # type: ignore[no-untyped-call]
+
+
 def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     """Run gunicorn's master until it is stopped; it exits the process (0 after a clean stop).
 
     Each worker is forked from inside this call and leaves through it as well, with its own
     exit code (SystemExit), so nothing after it runs in a worker.
     """
-    Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
+    master = os.getpid()
+    metrics_dir = None
+    if settings.metrics_enabled:
+        # Fresh, so no file of an earlier run (its counters, its dead workers) is merged
+        # in; private (0700), since the files are readable metrics.
+        metrics_dir = tempfile.mkdtemp(prefix="products-metrics-")
+        os.environ[METRICS_DIR_VARIABLE] = metrics_dir
+    else:
+        os.environ.pop(METRICS_DIR_VARIABLE, None)
+    try:
+        Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
+    finally:
+        if metrics_dir is not None and os.getpid() == master:  # not as a worker leaves
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
