@@ -18,14 +18,13 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from prometheus_client import multiprocess
 
 from service.app import app_factory
+from service.metrics import workers as metric_files
 from service.serving import SHUTDOWN_TIMEOUT_SECONDS
 from service.settings import Settings
 from service.worker import Worker
@@ -99,9 +98,9 @@ def _pre_fork(arbiter: Any, worker: Worker) -> None:
 
 def _child_exit(arbiter: Any, worker: Worker) -> None:
     """In the master, after a worker exited: its live gauges (in flight now) are dropped."""
-    directory = os.environ.get(METRICS_DIR_VARIABLE)
-    if directory:
-        multiprocess.mark_process_dead(worker.pid, directory)  # type: ignore[no-untyped-call]
+    folder = os.environ.get(METRICS_DIR_VARIABLE)
+    if folder:
+        metric_files.worker_exited(worker.pid, Path(folder))
 
 
 def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
@@ -112,11 +111,9 @@ def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     """
     master = os.getpid()
     metrics_dir = None
-    if settings.metrics_enabled:
-        # Fresh, so no file of an earlier run (its counters, its dead workers) is merged
-        # in; private (0700), since the files are readable metrics.
-        metrics_dir = tempfile.mkdtemp(prefix="products-metrics-")
-        os.environ[METRICS_DIR_VARIABLE] = metrics_dir
+    if settings.metrics_enabled:  # the workers inherit it (service/metrics/workers.py)
+        metrics_dir = metric_files.fresh_folder()
+        os.environ[METRICS_DIR_VARIABLE] = str(metrics_dir)
     else:
         os.environ.pop(METRICS_DIR_VARIABLE, None)
     try:

@@ -65,11 +65,14 @@ async def test_requests_are_counted_by_method_route_template_and_status(client: 
     await problem(await client.get("/no/such/route/4711"), 404)
     await problem(await client.request("PROPFIND", "/products/"), 405)
     assert (await client.get("/health")).status == 200
+    for path in ("/products/", "/products"):  # a collection and its alias: one template
+        assert (await client.get(path)).status == 200
     samples = await scrape(client)
 
     route = "/products/{product_id}"
     assert value(samples, "http_requests_total", method="GET", route=route, status="404") == 3
     assert value(samples, "http_requests_total", method="GET", route="/health", status="200") == 1
+    assert value(samples, "http_requests_total", method="GET", route="/products", status="200") == 2
     # Neither a path no route matched nor a made-up method becomes a label value.
     unmatched = {"route": "unmatched"}
     assert value(samples, "http_requests_total", method="GET", status="404", **unmatched) == 1

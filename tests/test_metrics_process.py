@@ -66,10 +66,23 @@ def pids_of(samples: dict[str, list[tuple[dict[str, str], float]]]) -> set[int]:
 
 
 def test_one_scrape_sees_every_worker_and_a_dead_workers_counts(tmp_path: Path) -> None:
-    """run.py --workers 2: one private metrics folder, merged at each scrape, gone at stop."""
+    """run.py --workers 2: one private metrics folder, merged at each scrape, gone at stop.
+
+    A folder left by a master that was killed (its pid no longer runs) is removed at start;
+    one whose master still runs (another run.py --workers) is left alone.
+    """
+    dead = _pid_of_a_finished_process()
+    stale = tmp_path / f"products-metrics-{dead}-abc123"
+    stale.mkdir(mode=0o700)
+    (stale / "counter_4711.db").write_bytes(b"stale")
+    running = tmp_path / f"products-metrics-{os.getpid()}-def456"
+    running.mkdir(mode=0o700)
     with started(tmp_path, "--workers", "2", TMPDIR=str(tmp_path)) as server:
         wait_until_every_worker_serves(server, 2)
-        (folder,) = tmp_path.glob("products-metrics-*")
+        assert not stale.exists()
+        assert running.exists()
+        (folder,) = set(tmp_path.glob("products-metrics-*")) - {running}
+        assert folder.name.startswith(f"products-metrics-{server.process.pid}-")
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         sent = 0
         # Every request is a new connection, which the kernel hands to either worker;
@@ -94,6 +107,14 @@ def test_one_scrape_sees_every_worker_and_a_dead_workers_counts(tmp_path: Path) 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=60) == 0, server.stderr()
     assert not folder.exists()
+
+
+def _pid_of_a_finished_process() -> int:
+    """A pid that no process has now (a child that has exited and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert not alive(child.pid)
+    return child.pid
 
 
 def _both_workers_answered(server: Server) -> bool:

@@ -68,7 +68,8 @@ def _middleware(metrics: Metrics) -> Middleware:
             metrics.in_flight.dec()
             method = request.method if request.method in METHODS else OTHER
             resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else UNMATCHED
+            # As the API document writes it: `/products/` and its alias `/products` are one.
+            route = (resource.canonical.rstrip("/") or "/") if resource is not None else UNMATCHED
             metrics.requests.labels(method, route, str(status)).inc()
             metrics.request_seconds.labels(method, route).observe(time.perf_counter() - started)
 
