@@ -30,6 +30,8 @@ COMMITTED = "committed"
 ROLLED_BACK = "rolled_back"
 UNAVAILABLE = "unavailable"
 OUTCOMES = (COMMITTED, ROLLED_BACK, UNAVAILABLE)
+READ, WRITE = "read", "write"  # the kinds of wait
+KINDS = (READ, WRITE)
 
 
 class ObservedDatabase:
@@ -48,7 +50,7 @@ class ObservedDatabase:
         asked = time.perf_counter()
         try:
             async with self._database.transaction() as conn:
-                self._observer.connection_waited("write", time.perf_counter() - asked)
+                self._observer.connection_waited(WRITE, time.perf_counter() - asked)
                 yield conn
         except DatabaseUnavailable:
             self._observer.unit_of_work_ended(UNAVAILABLE)
@@ -62,7 +64,7 @@ class ObservedDatabase:
     async def read(self, *, snapshot: bool = False) -> AsyncIterator[Connection]:
         asked = time.perf_counter()
         async with self._database.read(snapshot=snapshot) as conn:
-            self._observer.connection_waited("read", time.perf_counter() - asked)
+            self._observer.connection_waited(READ, time.perf_counter() - asked)
             yield conn
 
     async def close(self) -> None:

@@ -107,10 +107,13 @@ class Metrics:
             ["outcome"],
             registry=own,
         )
-        for outcome in LoginOutcome:  # every series exists from the start, at 0
-            self.logins.labels(outcome.value)
-        for ended in observed.OUTCOMES:
-            self.units_of_work.labels(ended)
+        # Every series of a known label value exists from the start, at 0; and the
+        # children are looked up once: labels() costs more than the increment itself.
+        self._logins = {outcome: self.logins.labels(outcome.value) for outcome in LoginOutcome}
+        self._units = {ended: self.units_of_work.labels(ended) for ended in observed.OUTCOMES}
+        self._waits = {kind: self.connection_wait.labels(kind) for kind in observed.KINDS}
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
         self.registry = own or CollectorRegistry()
         if multiprocess_dir is None:
             ProcessCollector(registry=self.registry)
@@ -121,13 +124,29 @@ class Metrics:
             started.set(time.time())
             self.registry.register(_WorkersCollector(multiprocess_dir))
 
+    def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request answered (method and route from a bounded set: see web.py)."""
+        counter = self._counted.get((method, route, status))
+        if counter is None:
+            counter = self.requests.labels(method, route, str(status))
+            self._counted[method, route, status] = counter
+        counter.inc()
+        histogram = self._timed.get((method, route))
+        if histogram is None:
+            histogram = self.request_seconds.labels(method, route)
+            self._timed[method, route] = histogram
+        histogram.observe(seconds)
+
+    def login_attempted(self, outcome: LoginOutcome) -> None:
+        self._logins[outcome].inc()
+
     # What service/db/observed.py and service/passwords.py report.
 
     def connection_waited(self, kind: str, seconds: float) -> None:
-        self.connection_wait.labels(kind).observe(seconds)
+        self._waits[kind].observe(seconds)
 
     def unit_of_work_ended(self, outcome: str) -> None:
-        self.units_of_work.labels(outcome).inc()
+        self._units[outcome].inc()
 
     def hash_started(self, waited_seconds: float) -> None:
         self.hash_wait.observe(waited_seconds)

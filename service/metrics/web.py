@@ -70,8 +70,7 @@ def _middleware(metrics: Metrics) -> Middleware:
             resource = request.match_info.route.resource
             # As the API document writes it: `/products/` and its alias `/products` are one.
             route = (resource.canonical.rstrip("/") or "/") if resource is not None else UNMATCHED
-            metrics.requests.labels(method, route, str(status)).inc()
-            metrics.request_seconds.labels(method, route).observe(time.perf_counter() - started)
+            metrics.request_answered(method, route, status, time.perf_counter() - started)
 
     return count
 
@@ -110,10 +109,10 @@ def counts_login_outcomes(handler: Handler) -> Handler:
         except errors.AccountError as error:
             outcome = _LOGIN_REFUSALS.get(type(error))
             if metrics is not None and outcome is not None:
-                metrics.logins.labels(outcome.value).inc()
+                metrics.login_attempted(outcome)
             raise
         if metrics is not None:
-            metrics.logins.labels(LoginOutcome.SUCCESS.value).inc()
+            metrics.login_attempted(LoginOutcome.SUCCESS)
         return response
 
     return counted
