@@ -25,6 +25,7 @@ from gunicorn.app.base import BaseApplication
 
 from service.app import app_factory
 from service.metrics import workers as metric_files
+from service.metrics.registry import MULTIPROCESS_VARIABLE
 from service.serving import SHUTDOWN_TIMEOUT_SECONDS
 from service.settings import Settings
 from service.worker import Worker
@@ -32,7 +33,6 @@ from service.worker import Worker
 # A worker's own shutdown takes up to SHUTDOWN_TIMEOUT_SECONDS; the master waits a little
 # longer before it SIGKILLs what is left.
 STOP_GRACE_SECONDS = math.ceil(SHUTDOWN_TIMEOUT_SECONDS) + 5  # gunicorn takes whole seconds
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own name
 
 
 def worker_log_file(log_file: Path, number: int) -> Path:
@@ -98,7 +98,7 @@ def _pre_fork(arbiter: Any, worker: Worker) -> None:
 
 def _child_exit(arbiter: Any, worker: Worker) -> None:
     """In the master, after a worker exited: its live gauges (in flight now) are dropped."""
-    folder = os.environ.get(METRICS_DIR_VARIABLE)
+    folder = os.environ.get(MULTIPROCESS_VARIABLE)
     if folder:
         metric_files.worker_exited(worker.pid, Path(folder))
 
@@ -113,9 +113,9 @@ def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     metrics_dir = None
     if settings.metrics_enabled:  # the workers inherit it (service/metrics/workers.py)
         metrics_dir = metric_files.fresh_folder()
-        os.environ[METRICS_DIR_VARIABLE] = str(metrics_dir)
+        os.environ[MULTIPROCESS_VARIABLE] = str(metrics_dir)
     else:
-        os.environ.pop(METRICS_DIR_VARIABLE, None)
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
     try:
         Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
     finally:

@@ -13,6 +13,7 @@ worker's figures from /proc, labelled by pid. service/supervisor.py makes the di
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from service.db import observed
 
 # Waits for a connection or a hash thread are often well under a millisecond.
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own name
 # One sample per live worker, labelled by pid: how a scrape learns which workers to read.
 WORKER_GAUGE = "worker_start_time_seconds"
 
@@ -54,7 +56,7 @@ class Metrics:
 
     def __init__(self, *, multiprocess_dir: Path | None) -> None:
         if multiprocess_dir is not None:
-            _write_to_files()
+            _write_to_files(multiprocess_dir)
         # In multiprocess mode the metrics are written to files, not registered anywhere:
         # the scrape merges the files.
         own = CollectorRegistry() if multiprocess_dir is None else None
@@ -156,12 +158,14 @@ class Metrics:
         self.hashes_in_flight.dec()
 
 
-def _write_to_files() -> None:
-    """Make the metrics created from now on in this process write to PROMETHEUS_MULTIPROC_DIR.
+def _write_to_files(folder: Path) -> None:
+    """Make the metrics created from now on in this process write their files to `folder`.
 
     prometheus-client picks memory or files once, when it is imported; run.py imports it
     before it knows whether there will be workers, and the workers inherit that choice.
+    Its files go wherever PROMETHEUS_MULTIPROC_DIR says when each metric is created.
     """
+    os.environ[MULTIPROCESS_VARIABLE] = str(folder)
     if not getattr(values.ValueClass, "_multiprocess", False):
         values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
