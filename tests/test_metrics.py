@@ -211,6 +211,17 @@ async def test_only_allowed_addresses_see_the_metrics_others_get_an_unknown_rout
     unknown = await problem(await client.get("/metricz"), 404)
     assert refused["detail"] == unknown["detail"].replace("/metricz", "/metrics")
     assert "http_requests" not in refused["detail"]
+    for method in ("POST", "DELETE"):  # no 405 to say that the route exists
+        await problem(await client.request(method, "/metrics"), 404)
+
+
+async def test_metrics_answers_get_and_head_only(client: Client) -> None:
+    refused = await client.post("/metrics")
+    await problem(refused, 405)
+    assert refused.headers["Allow"] == "GET,HEAD"
+    head = await client.head("/metrics")
+    assert head.status == 200
+    assert head.headers["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
 async def test_behind_a_trusted_proxy_the_forwarded_client_is_checked_not_the_proxy(

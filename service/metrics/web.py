@@ -20,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from service import keys
 from service.accounts import errors
 from service.client_address import client_address
+from service.errors import ApiError
 from service.metrics.registry import LoginOutcome, Metrics
 from service.middlewares import CLIENT_CLOSED_REQUEST
 from service.settings import Settings
@@ -44,7 +45,9 @@ def setup_metrics(app: web.Application, settings: Settings) -> None:
     metrics = Metrics(multiprocess_dir=settings.metrics_multiprocess_dir)
     app[keys.METRICS] = metrics
     app.middlewares.insert(0, _middleware(metrics))
-    app.router.add_get(PATH, _serve)
+    # Every method, so that a client outside METRICS_ALLOW_IPS gets 404 whatever it sends
+    # (a router's 405 would tell it that the route exists).
+    app.router.add_route("*", PATH, _serve)
 
 
 def _middleware(metrics: Metrics) -> Middleware:
@@ -79,6 +82,10 @@ async def _serve(request: web.Request) -> web.Response:
     """The metrics in Prometheus's text format, for METRICS_ALLOW_IPS; others get a 404."""
     if not _allowed(request):
         raise web.HTTPNotFound()
+    if request.method not in ("GET", "HEAD"):
+        raise ApiError(
+            "method_not_allowed", status=405, headers={"Allow": "GET,HEAD"}, method=request.method
+        )
     # With several workers this reads one small file per process: a millisecond or two.
     body = generate_latest(request.app[keys.METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
