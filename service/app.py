@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from service.mail import sender
 from service.metrics.web import setup_metrics
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
-from service.routes import health, login, products, recovery, sessions, users
+from service.routes import health, login, products, recovery, sessions, two_factor, users
 from service.settings import Settings
 from service.validation import validate_requests
 
@@ -27,14 +28,17 @@ ROUTE_TABLES = (
     login.routes,
     sessions.routes,
     users.routes,
+    two_factor.routes,
     recovery.routes,
     products.routes,
     health.routes,
 )
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """A fully wired application; nothing is opened until it starts.
+
+    `clock` tells the account rules the time (TOTP codes): tests pass their own.
 
     Serve it through service.serving.make_runner: its connection class is part of the
     service (service/connection.py).
@@ -50,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock
     app.on_response_prepare.append(headers.on_response_prepare)
     app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids(settings.dialect)
     app.cleanup_ctx.extend(
@@ -126,6 +131,7 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
         settings=app[keys.SETTINGS],
         token_key=app[keys.TOKEN_KEY],
         mail_queued=app[keys.MAIL_QUEUED].set,
+        clock=app[keys.CLOCK],
     )
     yield
 

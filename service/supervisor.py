@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from gunicorn.app.base import BaseApplication
 from service.app import app_factory
 from service.metrics import workers as metric_files
 from service.metrics.registry import MULTIPROCESS_VARIABLE
-from service.serving import SHUTDOWN_TIMEOUT_SECONDS
+from service.serving import SHUTDOWN_TIMEOUT_SECONDS, CannotListen
 from service.settings import Settings
 from service.worker import Worker
 
@@ -90,6 +91,23 @@ class Supervisor(BaseApplication):  # type: ignore[misc]  # gunicorn has no type
             os.environ["LOG_FILE"] = str(worker_log_file(self._settings.log_file, worker.slot))
 
 
+def check_can_listen(host: str, port: int, *, reuse_port: bool) -> None:
+    """Bind the address as gunicorn will, and let go: raise CannotListen if that fails.
+
+    gunicorn's master would log `Connection in use` five times over five seconds, then
+    exit; run.py says it in one line at once, as it does with one process.
+    """
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind(where)
+    except OSError as error:
+        raise CannotListen(host, port, error) from None
+
+
 def _pre_fork(arbiter: Any, worker: Worker) -> None:
     """In the master: the lowest slot no live worker holds (a dead worker's, if one died)."""
     taken = {each.slot for each in arbiter.WORKERS.values()}
@@ -107,8 +125,10 @@ def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     """Run gunicorn's master until it is stopped; it exits the process (0 after a clean stop).
 
     Each worker is forked from inside this call and leaves through it as well, with its own
-    exit code (SystemExit), so nothing after it runs in a worker.
+    exit code (SystemExit), so nothing after it runs in a worker. Raises CannotListen, before
+    gunicorn starts, if the address cannot be bound.
     """
+    check_can_listen(settings.host, settings.port, reuse_port=reuse_port)
     master = os.getpid()
     metrics_dir = None
     if settings.metrics_enabled:  # the workers inherit it (service/metrics/workers.py)

@@ -27,10 +27,12 @@ from tests.helpers_auth import (
     BAD_LOGIN,
     PASSWORD,
     Client,
+    auth,
     login,
     make_user,
 )
 from tests.log_hygiene import remember
+from tests.test_totp import STEP, Clock, client_with, code, enable, mfa_token, second_step
 
 ClientFactory = Callable[..., Any]
 WRONG = remember("not the metrics user's password", "a wrong password")
@@ -141,6 +143,7 @@ async def test_login_outcomes_and_the_password_hash_queue(
         "throttled": 0,
         "inactive": 1,
         "unverified": 0,
+        "second_factor": 0,
     }
     await problem(await login(client, "nobody", PASSWORD), 429)
     samples = await scrape(client)
@@ -288,3 +291,26 @@ def test_the_settings_are_read_and_validated(tmp_path: Path) -> None:
     ):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: raw})
+
+
+async def test_a_login_with_totp_counts_its_password_step_then_its_code(
+    aiohttp_client: ClientFactory, migrated: Settings, database: Database
+) -> None:
+    clock = Clock()
+    client = await client_with(aiohttp_client, migrated, clock)
+    alice = await make_user(database, "alice")
+    secret, _ = await enable(client, await auth(database, alice.id), clock)
+    before = await scrape(client)
+    token = await mfa_token(client, "alice")  # the right password: a code is asked next
+    clock.advance(STEP)  # the step whose code the confirmation spent is over
+    right = code(secret, clock)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    await problem(await second_step(client, token, wrong), 401)
+    assert (await second_step(client, token, right)).status == 200
+    after = await scrape(client)
+
+    def grew(outcome: str) -> float:
+        name = "login_attempts_total"
+        return value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
+
+    assert [grew(each) for each in ("second_factor", "failure", "success")] == [1, 1, 1]

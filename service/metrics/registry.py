@@ -49,6 +49,7 @@ class LoginOutcome(enum.StrEnum):
     THROTTLED = "throttled"  # 429: too many failures
     INACTIVE = "inactive"  # the right password of a deactivated user
     UNVERIFIED = "unverified"  # the right password, REQUIRE_VERIFIED_EMAIL, address unverified
+    SECOND_FACTOR = "second_factor"  # the right password of a user with TOTP on: a code next
 
 
 class Metrics:

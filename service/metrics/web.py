@@ -35,6 +35,8 @@ _LOGIN_REFUSALS: dict[type[errors.AccountError], LoginOutcome] = {
     errors.LoginLocked: LoginOutcome.THROTTLED,
     errors.InactiveUser: LoginOutcome.INACTIVE,
     errors.EmailNotVerified: LoginOutcome.UNVERIFIED,
+    errors.SecondFactorRequired: LoginOutcome.SECOND_FACTOR,
+    errors.IncorrectLoginCode: LoginOutcome.FAILURE,  # /login/mfa: a wrong code
 }
 
 
@@ -106,7 +108,11 @@ def _allowed(request: web.Request) -> bool:
 
 
 def counts_login_outcomes(handler: Handler) -> Handler:
-    """Count the login route's outcomes (place it right above the handler)."""
+    """Count a login route's outcomes (place it right above the handler).
+
+    On /login/access-token and /login/mfa: a user with TOTP on counts `second_factor` for
+    the password, then `success`, `failure` or `throttled` for the code.
+    """
 
     @functools.wraps(handler)
     async def counted(request: web.Request) -> web.StreamResponse:
