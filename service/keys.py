@@ -11,6 +11,7 @@ from aiohttp import web
 from service.accounts.context import Accounts
 from service.db import Database
 from service.messages import Language
+from service.metrics.registry import Metrics
 from service.passwords import PasswordHasher
 from service.queries.users import User
 from service.settings import Settings
@@ -25,6 +26,7 @@ ACCOUNTS = web.AppKey("accounts", Accounts)  # the account rules' database, hash
 OPENAPI_DOCUMENT = web.AppKey[dict[str, Any]]("openapi_document")
 MAIL_QUEUED = web.AppKey("mail_queued", asyncio.Event)  # set: the outbox has new mail
 CLOCK = web.AppKey[Callable[[], float]]("clock")  # time.time, or a test's clock
+METRICS = web.AppKey("metrics", Metrics)  # only with METRICS_ENABLED (service/metrics/)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CLIENT_ADDRESS = web.RequestKey[str | None]("client_address")  # see service/client_address.py

@@ -110,6 +110,15 @@ class Settings:
     # (the API document's title by default), and whether superusers must have it on.
     totp_issuer: str = "Products and accounts API"
     require_totp_for_superusers: bool = False
+    # Prometheus metrics at GET /metrics (service/metrics/), for these client addresses only.
+    metrics_enabled: bool = True
+    metrics_allow_ips: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # prometheus-client's own variable: set, the metrics go to files there, one set per
+    # process, and a scrape merges them (run.py --workers sets it; service/supervisor.py).
+    metrics_multiprocess_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -239,6 +248,13 @@ class Settings:
             totp_issuer=reader.get("TOTP_ISSUER", _totp_issuer, defaults.totp_issuer),
             require_totp_for_superusers=reader.get(
                 "REQUIRE_TOTP_FOR_SUPERUSERS", parse_bool, defaults.require_totp_for_superusers
+            ),
+            metrics_enabled=reader.get("METRICS_ENABLED", parse_bool, defaults.metrics_enabled),
+            metrics_allow_ips=reader.get(
+                "METRICS_ALLOW_IPS", _networks, defaults.metrics_allow_ips
+            ),
+            metrics_multiprocess_dir=reader.get(
+                "PROMETHEUS_MULTIPROC_DIR", _directory, defaults.metrics_multiprocess_dir
             ),
         )
         if settings.database_transaction_pooler and settings.postgres_url is None:
@@ -402,6 +418,13 @@ def _networks(raw: str) -> tuple[IPNetwork, ...]:
 
 def _path(raw: str) -> Path:
     return Path(raw)
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError("expected an existing directory")
+    return path
 
 
 def _log_level(raw: str) -> str:

@@ -6,12 +6,17 @@ that dies, and on SIGTERM or SIGINT stops every worker gracefully and exits 0. E
 logs to its own file (`app.log` becomes `app.1.log`, `app.2.log`, ...): two processes
 rotating one file would rename it under each other. The number is the worker's slot, and a
 worker that replaces a dead one takes the dead one's slot, so the files stay N.
+
+With METRICS_ENABLED the master makes a fresh private directory for the workers' metric
+files (PROMETHEUS_MULTIPROC_DIR) before the first fork, tells prometheus-client of each
+worker's exit (its live gauges go), and removes the directory when it stops.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -20,6 +25,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from service.app import app_factory
+from service.metrics import workers as metric_files
+from service.metrics.registry import MULTIPROCESS_VARIABLE
 from service.serving import SHUTDOWN_TIMEOUT_SECONDS, CannotListen
 from service.settings import Settings
 from service.worker import Worker
@@ -61,6 +68,7 @@ class Supervisor(BaseApplication):  # type: ignore[misc]  # gunicorn has no type
             "when_ready": self._when_ready,
             "pre_fork": _pre_fork,
             "post_fork": self._post_fork,
+            "child_exit": _child_exit,
         }
         for name, value in options.items():
             self.cfg.set(name, value)
@@ -106,6 +114,13 @@ def _pre_fork(arbiter: Any, worker: Worker) -> None:
     worker.slot = next(number for number in range(1, len(taken) + 2) if number not in taken)
 
 
+def _child_exit(arbiter: Any, worker: Worker) -> None:
+    """In the master, after a worker exited: its live gauges (in flight now) are dropped."""
+    folder = os.environ.get(MULTIPROCESS_VARIABLE)
+    if folder:
+        metric_files.worker_exited(worker.pid, Path(folder))
+
+
 def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     """Run gunicorn's master until it is stopped; it exits the process (0 after a clean stop).
 
@@ -114,5 +129,16 @@ def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     gunicorn starts, if the address cannot be bound.
     """
     check_can_listen(settings.host, settings.port, reuse_port=reuse_port)
-    Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
+    master = os.getpid()
+    metrics_dir = None
+    if settings.metrics_enabled:  # the workers inherit it (service/metrics/workers.py)
+        metrics_dir = metric_files.fresh_folder()
+        os.environ[MULTIPROCESS_VARIABLE] = str(metrics_dir)
+    else:
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
+    try:
+        Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
+    finally:
+        if metrics_dir is not None and os.getpid() == master:  # not as a worker leaves
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

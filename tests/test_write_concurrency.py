@@ -40,6 +40,7 @@ from tests.helpers_auth import (
     session_id,
     signup,
 )
+from tests.test_metrics import scrape, value
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -335,6 +336,9 @@ async def test_a_lock_held_too_long_is_a_503_with_retry_after_and_nothing_applie
     await problem(response, 503)
     assert response.headers["Retry-After"] == "5"
     assert (await (await nodes[0].get(path)).json())["price"] == 4
+    samples = await scrape(nodes[0])
+    assert value(samples, "database_units_of_work_total", outcome="conflict") == 1
+    assert value(samples, "database_units_of_work_total", outcome="unavailable") == 0
     conflicts = [line for line in log_lines(settings) if "Write conflict" in line]
     # (Each app adds its own sink to the one log file: a line may be there twice.)
     assert conflicts and all("LockNotAvailableError" in line for line in conflicts), conflicts

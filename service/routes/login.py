@@ -10,6 +10,7 @@ from service.accounts import login, sessions
 from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
 from service.client_address import caller
+from service.metrics.web import counts_login_outcomes
 from service.openapi import error_responses, no_content, response_headers
 from service.representations import tokens_json, user_json
 from service.responses import json_response
@@ -41,6 +42,7 @@ routes = web.RouteTableDef()
 @form_schema(LoginFormSchema)
 @response_schema(TokenSchema, 200, description="A bearer token (Cache-Control: no-store)")
 @response_headers(200, "Cache-Control")
+@counts_login_outcomes
 async def login_access_token(request: web.Request) -> web.Response:
     form = request[keys.FORM]
     issued = await login.log_in(

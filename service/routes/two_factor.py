@@ -12,6 +12,7 @@ from service.auth import Access, current_session, current_user, requires
 from service.client_address import caller
 from service.errors import NotFound
 from service.ids import parse_id
+from service.metrics.web import counts_login_outcomes
 from service.openapi import error_responses, no_content, path_id, response_headers
 from service.representations import tokens_json
 from service.responses import json_response
@@ -187,6 +188,7 @@ async def reset_user_totp(request: web.Request) -> web.Response:
 @request_schema(MfaLoginSchema)
 @response_schema(TokenSchema, 200, description="A bearer token (Cache-Control: no-store)")
 @response_headers(200, "Cache-Control")
+@counts_login_outcomes
 async def login_mfa(request: web.Request) -> web.Response:
     body = request[keys.BODY]
     issued = await second_factor.complete_login(
