@@ -10,6 +10,7 @@ import sys
 from service import create_superuser, migrate, tokens
 from service.app import create_app
 from service.db import DatabaseError, copy_to_postgres, migrations
+from service.migrate import THROUGH_A_POOLER
 from service.serving import CannotListen, serve_forever
 from service.settings import Settings, SettingsError, parse_port, redacted_url
 from service.supervisor import supervise
@@ -63,6 +64,9 @@ def _key_file_is_safe(settings: Settings) -> bool:
 
 def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
     """Apply pending migrations; or, told not to, check that none is pending."""
+    if migrate and settings.database_transaction_pooler:
+        print(f"error: {THROUGH_A_POOLER}", file=sys.stderr)
+        return False
     try:
         if migrate:
             applied = migrations.apply_pending(settings.database_url)

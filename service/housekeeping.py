@@ -2,7 +2,7 @@
 reset and verification tokens and second-factor challenges, and outbox messages sent or
 failed MAIL_RETENTION_DAYS ago.
 
-Each run deletes a bounded batch (so the write lock is never held long) and repeats
+Each run deletes a bounded batch (so its row locks are never held long) and repeats
 every SESSION_PURGE_INTERVAL_SECONDS; ended or expired sessions are therefore gone
 within one interval, and their spent refresh-token hash (one a session) with them.
 """

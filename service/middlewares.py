@@ -16,7 +16,7 @@ from loguru import logger
 from service import headers, keys, log, messages
 from service.accounts.errors import AccountError
 from service.client_address import client_address
-from service.db import DatabaseUnavailable, InvalidValue
+from service.db import DatabaseUnavailable, InvalidValue, WriteConflict
 from service.errors import ApiError, as_api_error, problem_response
 from service.paths import fixed_path_methods
 
@@ -79,9 +79,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         logger.warning(f"The database refused a value in {where}: {error}")
         return problem_response(ApiError("invalid_value", status=400), _language(request))
     except DatabaseUnavailable as error:  # the server restarting, or the network: retryable
-        logger.error(
-            f"Database unavailable in {request.method} {log.escape(request.path)}: {error}"
-        )
+        where = f"{request.method} {log.escape(request.path)}"
+        if isinstance(error, WriteConflict):  # a lock waited too long, a deadlock: load
+            logger.warning(f"Write conflict in {where}, rolled back: {error}")
+        else:
+            logger.error(f"Database unavailable in {where}: {error}")
         response = problem_response(
             ApiError("database_unavailable", status=503), _language(request)
         )

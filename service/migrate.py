@@ -19,6 +19,13 @@ from service.settings import Settings, SettingsError, redacted_url
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
+# yoyo runs under a session advisory lock (the nodes' migration lock), which a transaction
+# pooler would leave on whichever server connection it lent: migrations go direct.
+THROUGH_A_POOLER = (
+    "migrations cannot run through a transaction pooler (DATABASE_TRANSACTION_POOLER): "
+    "apply them on the server directly (`python run.py migrate` with DATABASE_URL naming "
+    "it and DATABASE_TRANSACTION_POOLER unset), then start the nodes with --no-migrate"
+)
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -28,6 +35,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
+    if settings.database_transaction_pooler:
+        print(f"error: {THROUGH_A_POOLER}", file=sys.stderr)
+        return EXIT_FAILED
     database = redacted_url(settings.database_url)
     try:
         applied = migrations.apply_pending(settings.database_url)

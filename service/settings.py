@@ -63,6 +63,8 @@ class Settings:
     # Set: the service runs on this PostgreSQL server instead of the SQLite file.
     postgres_url: str | None = field(default=None, repr=False)  # may hold a password
     database_pool_size: int = 10
+    # DATABASE_URL is PgBouncer in transaction mode: no statement cache, no session state.
+    database_transaction_pooler: bool = False
     database_synchronous: Synchronous = Synchronous.NORMAL
     database_readers: int = 2
     log_file: Path = Path("logs/app.log")
@@ -131,6 +133,9 @@ class Settings:
             postgres_url=postgres_url,
             database_pool_size=reader.get(
                 "DATABASE_POOL_SIZE", _int_between(1, 1000), defaults.database_pool_size
+            ),
+            database_transaction_pooler=reader.get(
+                "DATABASE_TRANSACTION_POOLER", parse_bool, defaults.database_transaction_pooler
             ),
             database_synchronous=reader.get(
                 "DATABASE_SYNCHRONOUS", _choice(Synchronous), defaults.database_synchronous
@@ -252,6 +257,8 @@ class Settings:
                 "PROMETHEUS_MULTIPROC_DIR", _directory, defaults.metrics_multiprocess_dir
             ),
         )
+        if settings.database_transaction_pooler and settings.postgres_url is None:
+            raise SettingsError("DATABASE_TRANSACTION_POOLER needs a PostgreSQL DATABASE_URL")
         if settings.postgres_url is not None and settings.secret_key is None:
             # A generated key lives in a file on one machine; every node must sign alike.
             raise SettingsError(

@@ -31,7 +31,6 @@ from service.app import create_app
 from service.create_superuser import create_superuser
 from service.db import copy_to_postgres, migrations
 from service.db.dialect import Dialect
-from service.db.postgres import WRITE_LOCK_KEY
 from service.settings import Settings, redacted_url
 from tests import engines
 from tests.conftest import TEST_SECRET_KEY
@@ -447,11 +446,10 @@ def test_refuses_a_target_that_holds_data(source: Path, capsys: pytest.CaptureFi
 
 
 def test_waits_for_a_unit_of_work_in_progress_and_sees_its_rows(source: Path) -> None:
-    """A node that is still serving writes under the service's lock: the copy waits its turn,
-    then finds the node's committed row and refuses, instead of mixing the two."""
+    """A node that is still serving writes, in a unit of work: the copy waits for it (its
+    table locks), then finds the node's committed row and refuses, instead of mixing the two."""
     with postgres_database() as url, contextlib.closing(psycopg2.connect(url)) as node:
         with node.cursor() as cursor:  # psycopg2 has opened a transaction: held until COMMIT
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
             cursor.execute(
                 "INSERT INTO products (name, name_folded, price_cents, created_at, updated_at) "
                 "VALUES ('Late', 'late', 1, 'now', 'now')"

@@ -1,4 +1,4 @@
-"""The Database handle: serialised units of work, cancellation, snapshots, pragmas, close."""
+"""The Database handle: units of work, cancellation, snapshots, pragmas, close."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from service.db import (
     ForeignKeyViolation,
     migrations,
     open_database,
+    postgres,
 )
+from service.db.dialect import Dialect
 from service.db.sqlite import BUSY_TIMEOUT_MS, SqliteDatabase, Synchronous
 from service.settings import Settings
 from tests.conftest import log_lines
@@ -87,7 +89,7 @@ async def test_naive_shared_connection_interleaves_transactions(migrated: Settin
 
 
 async def test_units_of_work_of_two_coroutines_never_interleave(database: Database) -> None:
-    """B waits for A's transaction and never joins it."""
+    """B never joins A's transaction: on SQLite it waits for A; on PostgreSQL it runs beside."""
     a_inserted = asyncio.Event()
     order: list[str] = []
 
@@ -107,7 +109,10 @@ async def test_units_of_work_of_two_coroutines_never_interleave(database: Databa
             await insert(conn, "from-b")
 
     await asyncio.wait_for(asyncio.gather(a(), b()), 5)
-    assert order == ["a-raises", "b-runs"]  # B's unit of work waited for A's to end
+    if database.dialect is Dialect.SQLITE:
+        assert order == ["a-raises", "b-runs"]  # the single writer: B waited for A to end
+    else:
+        assert order == ["b-runs", "a-raises"]  # unrelated rows: B did not wait
     assert await names(database) == {"from-b"}  # A's rollback did not take B's row with it
 
 
@@ -289,17 +294,20 @@ async def test_cancelled_mid_transaction_rolls_back_and_does_not_wedge(
 
 
 async def test_cancelled_while_waiting_for_the_writer(database: Database) -> None:
+    """Queued behind the single writer (SQLite) or a lock another unit of work holds."""
     holder_inside = asyncio.Event()
     release = asyncio.Event()
 
     async def holder() -> None:
         async with database.transaction() as conn:
+            await conn.lock("test:writer")
             holder_inside.set()
             await insert(conn, "holder")
             await release.wait()
 
     async def waiter() -> None:
         async with database.transaction() as conn:
+            await conn.lock("test:writer")
             await insert(conn, "waiter")
 
     holding = asyncio.create_task(holder())
@@ -540,28 +548,58 @@ async def test_open_creates_missing_parent_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgresql_only
-async def test_a_stalled_unit_of_work_cannot_hold_every_nodes_write_lock(
+async def test_a_stalled_unit_of_work_cannot_hold_its_locks_for_ever(
     database: Database,
 ) -> None:
-    """The server ends a session idle inside a transaction, and its advisory lock with it."""
+    """The server ends a session idle inside a unit of work, and its locks with it."""
     async with database.transaction() as conn:
-        setting = await conn.fetch_one("SHOW idle_in_transaction_session_timeout")
-    assert setting is not None and setting[0] == "15s"
+        idle = await conn.fetch_one("SHOW idle_in_transaction_session_timeout")
+        waits = await conn.fetch_one("SHOW lock_timeout")
+    assert idle is not None and idle[0] == "15s"
+    assert waits is not None and waits[0] == "5s"
+    async with database.read() as conn:  # SET LOCAL: nothing stays on the session
+        outside = await conn.fetch_one("SHOW idle_in_transaction_session_timeout")
+    assert outside is not None and outside[0] == "0"
+
+
+@pytest.mark.postgresql_only
+async def test_a_unit_of_work_idle_past_its_timeout_is_ended_with_its_locks(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "IDLE_IN_UNIT_OF_WORK", "200ms")
+    with pytest.raises(DatabaseUnavailable):
+        async with database.transaction() as conn:
+            await conn.lock("test:stalled")
+            await insert(conn, "stalled")
+            await asyncio.sleep(1)  # a paused node
+            await insert(conn, "too late")
+    monkeypatch.undo()
+    async with database.transaction() as conn:  # the lock went with the ended session
+        await asyncio.wait_for(conn.lock("test:stalled"), 5)
+        await insert(conn, "after")
+    assert await names(database) == {"after"}
 
 
 @pytest.mark.postgresql_only
 async def test_a_server_restart_during_a_unit_of_work_is_database_unavailable(
     database: Database, migrated: Settings
 ) -> None:
-    """A writer waiting for the lock when the server ends its session: 503, not a 500."""
+    """A writer waiting for a lock when the server ends its session: 503, not a 500."""
     other = await open_database(migrated, pool_size=1)
+
+    async def waits() -> None:
+        async with database.transaction() as conn:
+            await conn.lock("test:held")
+            await insert(conn, "waits")
+
     try:
-        async with other.transaction() as holder:  # another node holds the write lock
-            waiting = asyncio.create_task(_insert_in_a_unit_of_work(database, "waits"))
+        async with other.transaction() as holder:  # another node holds the lock
+            await holder.lock("test:held")
+            waiting = asyncio.create_task(waits())
             await asyncio.sleep(0.2)
             await holder.fetch_all(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND NOT granted"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
             )
             with pytest.raises(DatabaseUnavailable):
                 await asyncio.wait_for(waiting, 5)

@@ -20,7 +20,7 @@ PACKAGE = "service.db"
 INTERFACE_NAMES = (
     *("Connection", "Database", "DatabaseError", "DatabaseUnavailable", "ForeignKeyViolation"),
     *("IntegrityError", "InvalidValue", "Params", "Row", "UndefinedTable", "UniqueViolation"),
-    *("open_database", "returned"),
+    *("WriteConflict", "open_database", "returned"),
 )
 
 

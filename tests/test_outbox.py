@@ -225,6 +225,10 @@ async def test_finished_messages_and_expired_tokens_are_purged_after_retention(
             "UPDATE outbox SET finished_at = :old WHERE id IN (1, 2)",
             {"old": time.time() - 86400 - 10},
         )
+        # Not due yet: the app's own sender, running beside the purge, leaves it pending.
+        await conn.execute(
+            "UPDATE outbox SET next_attempt_at = :later WHERE id = 4", {"later": time.time() + 3600}
+        )
         await conn.execute(
             "INSERT INTO account_tokens (token_hash, purpose, user_id, token_version, email,"
             " created_at, expires_at) SELECT 'h' || id, 'reset_password', id, 1, NULL, 0, 1"

@@ -229,6 +229,17 @@ def test_a_postgresql_url_selects_postgresql(scheme: str) -> None:
     assert settings.database_pool_size == 25
 
 
+def test_a_transaction_pooler_is_named_for_postgresql_only() -> None:
+    pooled = {"DATABASE_URL": "postgresql://app@pgbouncer:6432/shop", "SECRET_KEY": GOOD_KEY}
+    assert not Settings.from_env(pooled).database_transaction_pooler
+    pooled["DATABASE_TRANSACTION_POOLER"] = "on"
+    assert Settings.from_env(pooled).database_transaction_pooler
+    with pytest.raises(SettingsError, match="DATABASE_TRANSACTION_POOLER"):
+        Settings.from_env({**pooled, "DATABASE_TRANSACTION_POOLER": "sometimes"})
+    with pytest.raises(SettingsError, match="DATABASE_TRANSACTION_POOLER needs a PostgreSQL"):
+        Settings.from_env({"DATABASE_TRANSACTION_POOLER": "1"})
+
+
 def test_postgresql_needs_a_secret_key_shared_by_every_node() -> None:
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         Settings.from_env({"DATABASE_URL": "postgresql://app@db/shop"})

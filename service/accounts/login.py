@@ -119,8 +119,10 @@ async def _verdict(
     """The attempt's verdict, inside the unit of work that opens the session.
 
     At most LOGIN_MAX_FAILURES parallel attempts get an answer other than 429, and a 429
-    says nothing about the password.
+    says nothing about the password: attempts on one username take turns here (the
+    throttle's lock), each seeing the failures counted before it.
     """
+    await throttle.lock(conn, key)
     await throttle.refuse_login_if_locked(conn, accounts.settings, key)
     stored = None if user is None else await _as_verified(conn, user)
     if stored is None:
@@ -145,9 +147,10 @@ async def _as_verified(conn: Connection, user: User) -> User | None:
     The hash is verified outside any unit of work (~0.1 s): a password change, a reset or
     a deactivation committed meanwhile ended the sessions that existed then, so a session
     opened now for the old password would survive it. Such a login is refused like a
-    wrong password.
+    wrong password. The user is read FOR SHARE: a change in flight is waited for and seen
+    here, or waits itself and then ends the session this login opens.
     """
-    now = await user_queries.get_by_id(conn, user_id=user.id)
+    now = await user_queries.get_for_share(conn, user_id=user.id)
     if now is None or (now.hashed_password, now.token_version, now.is_active) != (
         user.hashed_password,
         user.token_version,

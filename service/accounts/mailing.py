@@ -72,12 +72,19 @@ def token_hash(token: str) -> str:
     return tokens.refresh_token_hash(token)
 
 
-async def usable(conn: Connection, *, hashed: str, kind: Kind) -> tuple[AccountToken, User]:
-    """The live token and its user; InvalidAccountToken if either says it is dead."""
+async def usable(
+    conn: Connection, *, hashed: str, kind: Kind, lock: bool = False
+) -> tuple[AccountToken, User]:
+    """The live token and its user; InvalidAccountToken if either says it is dead.
+
+    With `lock` (in a unit of work that spends the token) the user is locked: a password
+    change in flight is waited for, and outdates the token, as if it had come first.
+    """
     found = await account_tokens.find(conn, token_hash=hashed, purpose=kind.value)
     if found is None or found.expires_at <= time.time():
         raise InvalidAccountToken
-    user = await user_queries.get_by_id(conn, user_id=found.user_id)
+    read = user_queries.get_for_update if lock else user_queries.get_by_id
+    user = await read(conn, user_id=found.user_id)
     if user is None or user.token_version != found.token_version:
         raise InvalidAccountToken
     return found, user

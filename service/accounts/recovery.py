@@ -18,7 +18,7 @@ from loguru import logger
 
 from service.accounts import mailing, throttle, users
 from service.accounts.context import Accounts, Caller
-from service.accounts.errors import InactiveUser, TooManyRequests
+from service.accounts.errors import InactiveUser, InvalidAccountToken, TooManyRequests
 from service.accounts.throttle import ThrottleKey
 from service.db import Connection
 from service.mail.messages import Kind
@@ -64,10 +64,11 @@ async def reset_password(accounts: Accounts, *, token: str, new_password: str) -
     new_hash = await accounts.passwords.hash(new_password)
     async with accounts.database.transaction() as conn:
         # Again, inside the unit of work: spent or outdated meanwhile?
-        _, user = await mailing.usable(conn, hashed=hashed, kind=Kind.RESET_PASSWORD)
+        _, user = await mailing.usable(conn, hashed=hashed, kind=Kind.RESET_PASSWORD, lock=True)
         if not user.is_active:
             raise InactiveUser
-        await account_tokens.delete(conn, token_hash=hashed)
+        if not await account_tokens.delete(conn, token_hash=hashed):
+            raise InvalidAccountToken  # spent a moment ago by a parallel request
         await users.set_password(conn, user_id=user.id, hashed_password=new_hash)
     logger.info(f"password of user {user.id} reset by an emailed link; his sessions ended")
 
@@ -82,6 +83,8 @@ async def _count_request(
         ThrottleKey(username=f"recovery#{keyed.hexdigest()}", client=""),
         ThrottleKey(username="recovery#", client=caller.address or ""),
     )
+    for key in keys:  # always in this order: two requests never wait for each other's
+        await throttle.lock(conn, key)
     wait = max([await throttle.seconds_locked(conn, accounts.settings, key) for key in keys])
     if wait > 0:
         raise TooManyRequests(wait)

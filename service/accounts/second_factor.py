@@ -69,6 +69,7 @@ async def complete_login(
     key = throttle.throttle_key(user.username, caller.address, secret=accounts.token_key)
     opened: OpenedSession | None = None
     async with accounts.database.transaction() as conn:
+        await throttle.lock(conn, key)  # parallel wrong codes count one by one, as logins
         await throttle.refuse_login_if_locked(conn, accounts.settings, key)
         outcome = await _second_step(conn, accounts, token_hash, user, code, key)
         if outcome is _Outcome.ACCEPTED:
@@ -87,7 +88,7 @@ async def _second_step(
     """Spend the code, then the token; InvalidMfaToken (rolling back) if it died meanwhile."""
     now = accounts.clock()
     challenge = await mfa_challenges.find(conn, token_hash=token_hash)
-    fresh = await _bound_user(conn, accounts, challenge)
+    fresh = await _bound_user(conn, accounts, challenge, lock=True)
     if fresh is None or fresh.id != user.id:  # outdated since it was read
         raise InvalidMfaToken
     if not await totp.spend_code(conn, accounts, user_id=user.id, code=code):
@@ -108,14 +109,20 @@ async def _second_step(
 
 
 async def _bound_user(
-    conn: Connection, accounts: Accounts, challenge: Challenge | None
+    conn: Connection, accounts: Accounts, challenge: Challenge | None, *, lock: bool = False
 ) -> User | None:
-    """The challenge's user if it is live and he is as he was when it was issued."""
+    """The challenge's user if it is live and he is as he was when it was issued.
+
+    With `lock` (the unit of work that opens the session) he is read FOR SHARE, as a
+    password login reads him: a change in flight is waited for and seen, or ends the
+    session this step opens.
+    """
     if challenge is None or challenge.failures >= MAX_CODE_FAILURES:
         return None
     if challenge.expires_at <= accounts.clock():
         return None
-    user = await user_queries.get_by_id(conn, user_id=challenge.user_id)
+    read = user_queries.get_for_share if lock else user_queries.get_by_id
+    user = await read(conn, user_id=challenge.user_id)
     if user is None or not (user.is_active and user.totp_enabled):
         return None
     if user.token_version != challenge.token_version:

@@ -11,6 +11,9 @@
   would let him lock the owner out for the whole window). See SECURITY.md.
 - A successful login clears both.
 - Wrong current passwords (a password change) are counted like failed logins, per user.
+
+A check and the count after it are one step: the unit of work first takes the lock of
+the key's username (`lock`), so parallel attempts, on any node, count one by one.
 """
 
 from __future__ import annotations
@@ -75,6 +78,11 @@ def current_password_key(user_id: int) -> ThrottleKey:
     `@` never starts a username, nor `#` a username's HMAC: no login pair shares it.
     """
     return ThrottleKey(username=f"@{user_id}", client=CURRENT_PASSWORD)
+
+
+async def lock(conn: Connection, key: ThrottleKey) -> None:
+    """Until the unit of work ends, no other checks or counts the key's username (and pair)."""
+    await conn.lock(f"throttle:{key.username}")
 
 
 async def refuse_login_if_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> None:

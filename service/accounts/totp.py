@@ -137,6 +137,9 @@ async def new_recovery_codes(accounts: Accounts, *, me: User, session: str, code
     await _count_code_check(accounts, me, session=session)
     codes = _new_recovery_codes()
     async with accounts.database.transaction() as conn:
+        # One replacement at a time per user: two at once (two good codes) would each
+        # delete only the codes committed before them, and both sets would live.
+        await user_queries.get_for_update(conn, user_id=me.id)
         accepted = await spend_code(conn, accounts, user_id=me.id, code=code)
         if accepted:
             await _store_recovery_codes(conn, _keys(accounts), me.id, codes)
@@ -241,6 +244,7 @@ async def _count_code_check(accounts: Accounts, me: User, *, session: str) -> No
     """
     key = _code_key(me.id)
     async with accounts.database.transaction() as conn:
+        await throttle.lock(conn, key)  # parallel checks count one by one, on every node
         wait = await throttle.seconds_locked(conn, accounts.settings, key)
         if wait:
             await sessions.end_session_by_id(conn, session_id=session)

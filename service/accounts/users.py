@@ -7,7 +7,8 @@
   LOGIN_MAX_FAILURES in the window the check is refused and the asking session ends, so
   a stolen access token is no password oracle.
 - There is always an active superuser: demoting, deactivating or deleting the last one
-  is refused (LastSuperuser), checked in the unit of work that writes the change.
+  is refused (LastSuperuser), checked in the unit of work that writes the change, under
+  the SUPERUSERS lock that every such change takes, on every node.
 - A superuser never deletes himself.
 """
 
@@ -40,6 +41,8 @@ from service.queries.users import User, UserPage
 from service.schemas.users import username_problem
 
 _FLAGS = frozenset({"is_active", "is_superuser"})
+# Held (Connection.lock) by each unit of work that takes an active superuser away.
+SUPERUSERS = "users:active-superusers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,7 @@ async def set_password(conn: Connection, *, user_id: int, hashed_password: str) 
 async def delete_me(accounts: Accounts, *, me: User) -> None:
     """Delete the caller's own account; a superuser may not."""
     async with accounts.database.transaction() as conn:
-        fresh = await user_queries.get_by_id(conn, user_id=me.id)  # promoted meanwhile?
+        fresh = await user_queries.get_for_update(conn, user_id=me.id)  # promoted meanwhile?
         if fresh is None or fresh.is_superuser:
             raise SelfDeleteRefused
         await user_queries.delete_user(conn, user_id=me.id)
@@ -187,7 +190,7 @@ async def delete_user(accounts: Accounts, *, by: User, user_id: int) -> None:
     if user_id == by.id:
         raise SelfDeleteRefused
     async with accounts.database.transaction() as conn:
-        target = await user_queries.get_by_id(conn, user_id=user_id)
+        target = await user_queries.get_for_update(conn, user_id=user_id)
         if target is None:
             raise UserNotFound
         await _keep_a_superuser(conn, target, {"is_active": False})
@@ -221,12 +224,13 @@ async def _update(
 ) -> User:
     """Change the user inside the caller's unit of work, keeping every rule that spans users.
 
-    The user is read here, inside the unit of work: a copy read earlier (the caller, as
-    the auth middleware saw him) could write back flags another request just changed.
+    The user is read here, inside the unit of work, and locked: a copy read earlier (the
+    caller, as the auth middleware saw him), or one a parallel unit of work is changing,
+    would write back flags another request just changed.
     A new password refuses the user's older access tokens; it, and a deactivation, also
     end the user's sessions, except `keep_session` (the caller's own, changing himself).
     """
-    target = await user_queries.get_by_id(conn, user_id=user_id)
+    target = await user_queries.get_for_update(conn, user_id=user_id)
     if target is None:
         raise UserNotFound
     await _keep_a_superuser(conn, target, changes)
@@ -243,12 +247,20 @@ async def _update(
 
 
 async def _keep_a_superuser(conn: Connection, target: User, changes: Mapping[str, object]) -> None:
-    """LastSuperuser if the change would leave no active superuser."""
+    """LastSuperuser if the change would leave no active superuser.
+
+    `target` is locked by the caller. Two superusers demoting (or deleting) each other
+    at once would each count the other: the SUPERUSERS lock makes the second count after
+    the first has committed.
+    """
     stays = changes.get("is_superuser", target.is_superuser) and changes.get(
         "is_active", target.is_active
     )
     demoted = target.is_superuser and target.is_active and not stays
-    if demoted and await user_queries.count_other_active_superusers(conn, user_id=target.id) == 0:
+    if not demoted:
+        return
+    await conn.lock(SUPERUSERS)
+    if await user_queries.count_other_active_superusers(conn, user_id=target.id) == 0:
         raise LastSuperuser
 
 
@@ -258,12 +270,13 @@ async def _check_password(
     """IncorrectPassword, or PasswordChecksLocked (ending `session`) past the limit.
 
     The attempt is counted before the hash and cleared if it matches: parallel guesses
-    cannot slip under the limit.
+    cannot slip under the limit (each checks and counts under the key's lock).
     """
     if password is None:
         raise CurrentPasswordRequired
     key = throttle.current_password_key(user.id)
     async with accounts.database.transaction() as conn:
+        await throttle.lock(conn, key)
         wait = await throttle.seconds_locked(conn, accounts.settings, key)
         if wait:
             await sessions.end_session_by_id(conn, session_id=session)

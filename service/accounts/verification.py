@@ -31,7 +31,8 @@ async def request_verification(
 ) -> None:
     """Queue a verification link to the user's address (at most one per min. interval)."""
     async with accounts.database.transaction() as conn:
-        user = await user_queries.get_by_id(conn, user_id=user_id)  # as he is now
+        # As he is now, and locked: parallel requests queue one link, not one each.
+        user = await user_queries.get_for_update(conn, user_id=user_id)
         if user is None:
             raise UserNotFound
         if user.email is None:
@@ -52,10 +53,11 @@ async def verify_email(accounts: Accounts, *, token: str) -> None:
     """Spend the token: the address it was sent to is verified, if still the user's."""
     hashed = mailing.token_hash(token)
     async with accounts.database.transaction() as conn:
-        found, user = await mailing.usable(conn, hashed=hashed, kind=Kind.VERIFY_EMAIL)
+        found, user = await mailing.usable(conn, hashed=hashed, kind=Kind.VERIFY_EMAIL, lock=True)
         if found.email is None or user.email != found.email:
             raise InvalidAccountToken  # the address changed since: it proves nothing now
         if not user.is_active:
             raise InactiveUser
-        await account_tokens.delete(conn, token_hash=hashed)
+        if not await account_tokens.delete(conn, token_hash=hashed):
+            raise InvalidAccountToken  # spent a moment ago by a parallel request
         await user_queries.set_email_verified(conn, user_id=user.id, email=found.email)

@@ -22,6 +22,7 @@ from service.db.interface import (
     Row,
     UndefinedTable,
     UniqueViolation,
+    WriteConflict,
     returned,
 )
 from service.db.opening import open_database
@@ -38,6 +39,7 @@ __all__ = [
     "Row",
     "UndefinedTable",
     "UniqueViolation",
+    "WriteConflict",
     "open_database",
     "returned",
 ]

@@ -23,7 +23,7 @@ import asyncpg
 
 from service.db import migrations
 from service.db.dialect import Dialect
-from service.db.postgres import CONNECT_TIMEOUT_SECONDS, WRITE_LOCK_KEY
+from service.db.postgres import CONNECT_TIMEOUT_SECONDS
 from service.settings import redacted_url
 
 EXIT_OK = 0
@@ -214,8 +214,10 @@ async def copy(source: Path, url: str) -> list[Copied]:
             connection = await _connect(url)
             try:
                 async with connection.transaction():
-                    # The service's own write lock: no node's unit of work runs meanwhile.
-                    await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK_KEY)
+                    # No node's unit of work runs meanwhile: each in progress is waited
+                    # for (its rows are then seen), later ones wait; reads go on.
+                    names = ", ".join(table.name for table in TABLES)
+                    await connection.execute(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
                     await _refuse_unless_empty(connection, url)
                     return [await _copy_table(sqlite, connection, table) for table in TABLES]
             finally:

@@ -75,3 +75,17 @@ def for_update_skip_locked(dialect: Dialect) -> str:
     no row locks and needs none: its units of work run one at a time.
     """
     return " FOR UPDATE SKIP LOCKED" if dialect is Dialect.POSTGRESQL else ""
+
+
+def for_update(dialect: Dialect) -> str:
+    """The clause that ends a SELECT of rows the unit of work will decide on and write.
+
+    PostgreSQL locks them until COMMIT (a concurrent writer waits, then sees the new
+    version); SQLite needs nothing: its units of work run one at a time.
+    """
+    return " FOR UPDATE" if dialect is Dialect.POSTGRESQL else ""
+
+
+def for_share(dialect: Dialect) -> str:
+    """Like `for_update`, but readers sharing the lock do not wait for one another."""
+    return " FOR SHARE" if dialect is Dialect.POSTGRESQL else ""

@@ -4,7 +4,9 @@ It wraps either engine from outside, so both are measured alike and neither engi
 transaction code carries a hook: the wait is the time until the block has its connection
 with the transaction begun (the pool or SQLite's writer lock, then BEGIN), and a unit of
 work ends committed (the block and COMMIT succeeded), rolled back (the block raised or was
-cancelled), or unavailable (DatabaseUnavailable: the database could not serve, a 503).
+cancelled), in conflict (WriteConflict: a lock waited for too long or a deadlock, on
+PostgreSQL; a 503), or unavailable (DatabaseUnavailable otherwise: the database could not
+serve, a 503).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 
 from service.db.dialect import Dialect
-from service.db.interface import Connection, Database, DatabaseUnavailable
+from service.db.interface import Connection, Database, DatabaseUnavailable, WriteConflict
 
 
 class DatabaseObserver(Protocol):
@@ -28,8 +30,9 @@ class DatabaseObserver(Protocol):
 
 COMMITTED = "committed"
 ROLLED_BACK = "rolled_back"
+CONFLICT = "conflict"
 UNAVAILABLE = "unavailable"
-OUTCOMES = (COMMITTED, ROLLED_BACK, UNAVAILABLE)
+OUTCOMES = (COMMITTED, ROLLED_BACK, CONFLICT, UNAVAILABLE)
 READ, WRITE = "read", "write"  # the kinds of wait
 KINDS = (READ, WRITE)
 
@@ -52,6 +55,9 @@ class ObservedDatabase:
             async with self._database.transaction() as conn:
                 self._observer.connection_waited(WRITE, time.perf_counter() - asked)
                 yield conn
+        except WriteConflict:  # load on a row or a rule, not an outage
+            self._observer.unit_of_work_ended(CONFLICT)
+            raise
         except DatabaseUnavailable:
             self._observer.unit_of_work_ended(UNAVAILABLE)
             raise

@@ -20,7 +20,9 @@ async def open_database(settings: Settings, *, pool_size: int | None = None) -> 
     """Open the database the settings name; `pool_size` overrides the configured size."""
     if settings.postgres_url is not None:
         return await PostgresDatabase.open(
-            settings.postgres_url, pool_size=pool_size or settings.database_pool_size
+            settings.postgres_url,
+            pool_size=pool_size or settings.database_pool_size,
+            transaction_pooler=settings.database_transaction_pooler,
         )
     return await SqliteDatabase.open(
         settings.database_path,

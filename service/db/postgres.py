@@ -1,21 +1,35 @@
-"""PostgreSQL through an asyncpg connection pool, with the guarantees of service.db.interface.
+"""PostgreSQL through asyncpg connection pools, with the guarantees of service.db.interface.
 
-Units of work never interleave, on one node or across many: each transaction first takes
-one transaction-scoped advisory lock, so writers run one at a time as on SQLite, and every
-check-then-write (the last active superuser, the login throttle, refresh-token rotation,
-If-Match) holds without row locks or SERIALIZABLE retries. The lock is released by COMMIT
-or ROLLBACK, and by the server if a node dies. Reads take no lock and scale across nodes.
+Units of work run in parallel, on one node and across nodes, at READ COMMITTED; the rules
+that span rows hold through row locks, atomic statements and narrow advisory locks, as
+the interface's docstring lists, unit of work by unit of work. (A single advisory lock
+around every unit of work, as before issue 19, made the cluster write one transaction at
+a time.) Each unit of work sets, for itself only (`SET LOCAL`, so no session state):
+- `lock_timeout`: a unit of work that waits longer than LOCK_TIMEOUT for a row or an
+  advisory lock gives up: WriteConflict, 503 with Retry-After, rolled back whole;
+- `idle_in_transaction_session_timeout`: a node that stalls inside a unit of work (a
+  paused VM, a blocked loop) cannot hold its row locks for ever; the server ends it.
+A deadlock (40P01) or a serialization failure (40001) is a WriteConflict too. None is
+retried here: `async with db.transaction()` cannot run its block again (see interface).
 
-As with SQLite's writer and readers, there are two pools: a small one for units of work
-(they run one at a time anyway) and DATABASE_POOL_SIZE read-only connections for reads:
-`default_transaction_read_only` makes the server refuse a write slipped into a read. It
-guards against our own mistakes; it is a session default, not a permission.
+As with SQLite's writer and readers, there are two pools, DATABASE_POOL_SIZE connections
+each: one for units of work, one for reads. Readers are read-only by the session default
+`default_transaction_read_only` (a guard against our own mistakes, not a permission).
+
+Behind a pooler in transaction mode (DATABASE_TRANSACTION_POOLER, PgBouncer's
+`pool_mode = transaction`) consecutive transactions may run on different server
+connections: asyncpg's prepared-statement cache is off (a statement prepared on one server
+connection is unknown to the next), and no startup parameter is sent (PgBouncer refuses
+those it does not know, and one set on a server connection would not follow the client).
+Plain reads then go without the read-only guard; snapshot reads keep it (BEGIN ... READ
+ONLY), and units of work need nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeAlias
@@ -33,6 +47,7 @@ from service.db.interface import (
     Row,
     UndefinedTable,
     UniqueViolation,
+    WriteConflict,
 )
 
 if TYPE_CHECKING:  # generic only in the stubs
@@ -40,18 +55,27 @@ if TYPE_CHECKING:  # generic only in the stubs
 
     Pooled: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-# pg_advisory_xact_lock's key for "a unit of work is running"; any fixed bigint would do.
-WRITE_LOCK_KEY = 0x5E_ED_0001
-BEGIN_UNIT_OF_WORK = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+# Row locks are held for milliseconds: a wait this long means a stalled holder.
+LOCK_TIMEOUT = "5s"
+# Units of work never wait on anything but the database, so they are idle for milliseconds.
+IDLE_IN_UNIT_OF_WORK = "15s"
+# One round trip: the simple-query protocol runs the three statements in one message.
+BEGIN_UNIT_OF_WORK = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED;"
+    " SET LOCAL lock_timeout = '{lock_timeout}';"
+    " SET LOCAL idle_in_transaction_session_timeout = '{idle}'"
+)
 BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 CONNECT_TIMEOUT_SECONDS = 10.0
-# One unit of work runs while the next waits for the lock at the server, ready to go.
-WRITER_CONNECTIONS = 2
+STATEMENT_CACHE_SIZE = 100  # asyncpg's default: each statement is parsed once per connection
 _READ_ONLY = {"default_transaction_read_only": "on"}
-# A node that stalls inside a unit of work (a paused VM, a blocked loop) would hold every
-# node's write lock: the server ends such a session, and with it the lock, after this.
-# Units of work never wait on anything but the database, so they are idle for milliseconds.
-_WRITERS = {"idle_in_transaction_session_timeout": "15s"}
+
+# Units of work that collided: rolled back, worth a retry by the client.
+_CONFLICTS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.LockNotAvailableError,
+)
 
 # Errors that say the server is gone or unreachable, not that a statement was wrong.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -95,6 +119,19 @@ class PostgresConnection:
         # The command tag: "INSERT 0 3", "UPDATE 2", "DELETE 0".
         return int(status.rsplit(" ", 1)[-1])
 
+    async def lock(self, name: str) -> None:
+        """A transaction-scoped advisory lock on `name`'s 64-bit hash (see lock_key)."""
+        await self.fetch_one("SELECT pg_advisory_xact_lock(:key)", {"key": lock_key(name)})
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key of a named rule: the same on every node and every version.
+
+    Two names sharing a key (one chance in 2**64) would only wait for each other.
+    """
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
 
 class PostgresDatabase:
     """The database on a PostgreSQL server: `transaction()` for writes, `read()` for reads."""
@@ -106,11 +143,18 @@ class PostgresDatabase:
         self._readers = readers
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int) -> PostgresDatabase:
-        """Connect the writers' pool and up to `pool_size` readers to the server at `url`."""
-        writers = await _FairPool.open(url, WRITER_CONNECTIONS, _WRITERS)
+    async def open(
+        cls, url: str, *, pool_size: int, transaction_pooler: bool = False
+    ) -> PostgresDatabase:
+        """Connect up to `pool_size` writers and as many readers to the server at `url`.
+
+        With `transaction_pooler`, `url` is PgBouncer in transaction mode (see the module).
+        """
+        writers = await _FairPool.open(url, pool_size, pooler=transaction_pooler)
         try:
-            readers = await _FairPool.open(url, pool_size, _READ_ONLY)
+            readers = await _FairPool.open(
+                url, pool_size, pooler=transaction_pooler, read_only=True
+            )
         except BaseException:
             await writers.close()
             raise
@@ -122,11 +166,13 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConnection]:
-        """One unit of work, alone among all nodes' units of work (see the module)."""
+        """One unit of work at READ COMMITTED, beside other nodes' (see the module)."""
         raw = await self._writers.acquire()
         try:
-            with _translate_errors():  # a writer waits here for the lock: a restart hits it
-                await raw.execute(BEGIN_UNIT_OF_WORK)
+            with _translate_errors():
+                await raw.execute(
+                    BEGIN_UNIT_OF_WORK.format(lock_timeout=LOCK_TIMEOUT, idle=IDLE_IN_UNIT_OF_WORK)
+                )
             yield PostgresConnection(raw)
         except BaseException:
             await asyncio.shield(self._writers.end(raw, "ROLLBACK", quietly=True))
@@ -168,7 +214,7 @@ class _FairPool:
         self._gate = asyncio.Semaphore(size)
 
     @classmethod
-    async def open(cls, url: str, size: int, server_settings: dict[str, str]) -> _FairPool:
+    async def open(cls, url: str, size: int, *, pooler: bool, read_only: bool = False) -> _FairPool:
         with _translate_errors():
             pool = await asyncpg.create_pool(
                 url,
@@ -176,7 +222,10 @@ class _FairPool:
                 max_size=size,
                 timeout=CONNECT_TIMEOUT_SECONDS,
                 reset=_reset,
-                server_settings=server_settings,
+                # Behind a transaction pooler: no statement outlives its transaction's
+                # server connection, and no session setting is sent (see the module).
+                statement_cache_size=0 if pooler else STATEMENT_CACHE_SIZE,
+                server_settings=_READ_ONLY if read_only and not pooler else None,
             )
         return cls(pool, size)
 
@@ -235,6 +284,8 @@ def _translate_errors() -> Iterator[None]:
         raise UndefinedTable(str(error)) from error
     except asyncpg.DataError as error:  # its message may quote the value: keep it out
         raise InvalidValue(type(error).__name__) from error
+    except _CONFLICTS as error:
+        raise WriteConflict(f"{type(error).__name__}: {error}") from error
     except _UNAVAILABLE as error:
         raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
     except asyncpg.PostgresError as error:

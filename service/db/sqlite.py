@@ -73,6 +73,9 @@ class SqliteConnection:
         finally:
             await cursor.close()
 
+    async def lock(self, name: str) -> None:
+        """Nothing to wait for: SQLite's units of work run one at a time."""
+
 
 class SqliteDatabase:
     """The database in one SQLite file: `transaction()` for writes, `read()` for reads."""

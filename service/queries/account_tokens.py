@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.db import Connection, Row
+from service.db.dialect import for_update_skip_locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +34,10 @@ SELECT_LAST_ISSUED = """
 SELECT max(created_at) FROM account_tokens WHERE user_id = :user_id AND purpose = :purpose
 """
 
-# Bounded, like every purge: the write lock is never held long.
+# Bounded, like every purge: row locks are never held long; two purges take different rows.
 PURGE = """
 DELETE FROM account_tokens WHERE token_hash IN (
-    SELECT token_hash FROM account_tokens WHERE expires_at <= :now LIMIT :limit
+    SELECT token_hash FROM account_tokens WHERE expires_at <= :now LIMIT :limit{skip_locked}
 )
 """
 
@@ -86,7 +87,8 @@ async def last_issued(conn: Connection, *, user_id: int, purpose: str) -> float 
 
 async def purge(conn: Connection, *, now: float, limit: int) -> int:
     """Delete up to `limit` expired tokens."""
-    return await conn.execute(PURGE, {"now": now, "limit": limit})
+    sql = PURGE.format(skip_locked=for_update_skip_locked(conn.dialect))
+    return await conn.execute(sql, {"now": now, "limit": limit})
 
 
 def _token(row: Row) -> AccountToken:

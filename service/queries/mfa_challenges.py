@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.db import Connection
+from service.db.dialect import for_update_skip_locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,10 @@ WHERE token_hash = :token_hash AND failures < :max_failures AND expires_at > :no
 
 DELETE_OF_USER = "DELETE FROM mfa_challenges WHERE user_id = :user_id"
 
-# Bounded, like every purge: the write lock is never held long.
+# Bounded, like every purge: row locks are never held long; two purges take different rows.
 PURGE = """
 DELETE FROM mfa_challenges WHERE token_hash IN (
-    SELECT token_hash FROM mfa_challenges WHERE expires_at <= :now LIMIT :limit
+    SELECT token_hash FROM mfa_challenges WHERE expires_at <= :now LIMIT :limit{skip_locked}
 )
 """
 
@@ -110,4 +111,5 @@ async def delete_of_user(conn: Connection, *, user_id: int) -> None:
 
 async def purge(conn: Connection, *, now: float, limit: int) -> int:
     """Delete up to `limit` expired challenges."""
-    return await conn.execute(PURGE, {"now": now, "limit": limit})
+    sql = PURGE.format(skip_locked=for_update_skip_locked(conn.dialect))
+    return await conn.execute(sql, {"now": now, "limit": limit})

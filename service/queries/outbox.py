@@ -65,9 +65,11 @@ UPDATE outbox SET status = 'failed', finished_at = :now, last_error = :error,
 WHERE id = :id AND attempts = :attempts AND status = 'pending'
 """
 
+# Two purges at once take different rows ({skip_locked}).
 PURGE = """
 DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox WHERE status <> 'pending' AND finished_at <= :before LIMIT :limit
+    {skip_locked}
 )
 """
 
@@ -144,7 +146,8 @@ async def mark_failed(
 
 async def purge(conn: Connection, *, before: float, limit: int) -> int:
     """Delete up to `limit` sent or failed messages finished before `before`."""
-    return await conn.execute(PURGE, {"before": before, "limit": limit})
+    sql = PURGE.format(skip_locked=for_update_skip_locked(conn.dialect))
+    return await conn.execute(sql, {"before": before, "limit": limit})
 
 
 def _outgoing(row: Row, *, attempts: int) -> Outgoing:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from service.db import Connection, Row, returned
-from service.db.dialect import contains
+from service.db.dialect import contains, for_update
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,12 @@ _FILTERS: Final[dict[str, str]] = {
 async def get_product(conn: Connection, *, product_id: int) -> Product | None:
     """The product with `product_id`, or None."""
     row = await conn.fetch_one(SELECT_PRODUCT, {"id": product_id})
+    return None if row is None else _product(row)
+
+
+async def get_for_update(conn: Connection, *, product_id: int) -> Product | None:
+    """The product, or None; no other unit of work changes it until ours ends."""
+    row = await conn.fetch_one(SELECT_PRODUCT + for_update(conn.dialect), {"id": product_id})
     return None if row is None else _product(row)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from service.clock import utc_now
 from service.db import Connection, ForeignKeyViolation, Row
+from service.db.dialect import for_update, for_update_skip_locked
 
 
 class UserGone(Exception):
@@ -82,10 +83,12 @@ UPDATE sessions SET ended_at = :now_text
 WHERE user_id = :user_id AND ended_at IS NULL AND coalesce(id <> :keep, TRUE)
 """
 
-# Bounded: one purge run never holds the write lock for long.
+# Bounded: one purge run never holds many row locks for long. {skip_locked}: two purges
+# take different rows, and a session being refreshed is left to the next run.
 PURGE = """
 DELETE FROM sessions WHERE id IN (
     SELECT id FROM sessions WHERE ended_at IS NOT NULL OR expires_at <= :now LIMIT :limit
+    {skip_locked}
 )
 """
 
@@ -119,8 +122,14 @@ async def create_session(
 
 
 async def by_refresh_hash(conn: Connection, *, token_hash: str) -> Session | None:
-    """The session whose current refresh token hashes to `token_hash`, open or not."""
-    row = await conn.fetch_one(SELECT_BY_REFRESH_HASH, {"hash": token_hash})
+    """The session whose current refresh token hashes to `token_hash`, open or not.
+
+    Locked until the unit of work ends: a parallel refresh with the same token waits,
+    then finds it spent (a replay), as if it had come after.
+    """
+    row = await conn.fetch_one(
+        SELECT_BY_REFRESH_HASH + for_update(conn.dialect), {"hash": token_hash}
+    )
     return None if row is None else _session(row)
 
 
@@ -174,7 +183,8 @@ async def end_user_sessions(conn: Connection, *, user_id: int, keep: str | None 
 
 async def purge(conn: Connection, *, now: float, limit: int) -> int:
     """Delete up to `limit` ended or expired sessions (their spent tokens go with them)."""
-    return await conn.execute(PURGE, {"now": now, "limit": limit})
+    sql = PURGE.format(skip_locked=for_update_skip_locked(conn.dialect))
+    return await conn.execute(sql, {"now": now, "limit": limit})
 
 
 def _session(row: Row) -> Session:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from service.clock import utc_now
 from service.db import Connection, Row, UniqueViolation, returned
-from service.db.dialect import equals_ignoring_case
+from service.db.dialect import equals_ignoring_case, for_share, for_update
 
 
 class UsernameTaken(Exception):
@@ -103,6 +103,18 @@ UPDATABLE = ("username", "email", "full_name", "hashed_password", "is_active", "
 async def get_by_id(conn: Connection, *, user_id: int) -> User | None:
     """The user with `user_id`, or None."""
     row = await conn.fetch_one(SELECT_BY_ID, {"id": user_id})
+    return None if row is None else _user(row)
+
+
+async def get_for_update(conn: Connection, *, user_id: int) -> User | None:
+    """The user with `user_id`, or None; no other unit of work changes him until ours ends."""
+    row = await conn.fetch_one(SELECT_BY_ID + for_update(conn.dialect), {"id": user_id})
+    return None if row is None else _user(row)
+
+
+async def get_for_share(conn: Connection, *, user_id: int) -> User | None:
+    """The user with `user_id`, or None; a change to him waits until our unit of work ends."""
+    row = await conn.fetch_one(SELECT_BY_ID + for_share(conn.dialect), {"id": user_id})
     return None if row is None else _user(row)
 
 

@@ -152,7 +152,8 @@ async def patch_product(request: web.Request) -> web.Response:
 async def delete_product(request: web.Request) -> web.Response:
     product_id = _product_id(request)
     async with request.app[keys.DATABASE].transaction() as conn:
-        current = await products.get_product(conn, product_id=product_id)
+        # Locked: a parallel write waits, then sees the new version (If-Match: 412).
+        current = await products.get_for_update(conn, product_id=product_id)
         if current is None:
             raise NotFound("product_not_found", product_id=product_id)
         _check_if_match(request, current.etag)
@@ -164,7 +165,8 @@ async def _update(request: web.Request) -> web.Response:
     product_id = _product_id(request)
     changes = request[keys.BODY]
     async with request.app[keys.DATABASE].transaction() as conn:
-        current = await products.get_product(conn, product_id=product_id)
+        # Locked: the fields not sent are written back unchanged, not as another wrote them.
+        current = await products.get_for_update(conn, product_id=product_id)
         if current is None:
             raise NotFound("product_not_found", product_id=product_id)
         _check_if_match(request, current.etag)
