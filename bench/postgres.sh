@@ -32,6 +32,7 @@
 #   --baseline REV      the code the MODE_base competitors run: `git archive REV` of this
 #                       repository in a temporary folder, run with this checkout's .venv
 #   --new REV           the same for the other competitors (default: this checkout)
+#                       (either may also be a folder holding a tree, run as it is)
 #
 # BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/bench_pg) names the server
 # and the database. Its name must start with "bench": every start DROPs and re-creates it
@@ -207,6 +208,11 @@ CODES="$(mktemp -d "${TMPDIR:-/tmp}/bench-code.XXXXXX")"
 trap 'psql -q -X "$ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" > /dev/null || true; rm -rf "$CODES"' EXIT
 
 checkout() {  # REV DIR: the tree of REV (a commit, a branch) in DIR, without touching any worktree
+  if [[ -d $1 ]]; then  # a folder (another worktree, uncommitted changes and all): as it is
+    ln -s "$(cd "$1" && pwd)" "$2"
+    echo "# $(basename "$2"): the folder $1 at $(git -C "$1" rev-parse --short HEAD 2> /dev/null || echo ?)"
+    return
+  fi
   mkdir -p "$2"
   git -C "$ROOT" archive "$(git -C "$ROOT" rev-parse --verify "$1^{commit}")" | tar -x -C "$2"
   echo "# $(basename "$2"): $1 = $(git -C "$ROOT" log -1 --format='%h %s' "$1" | cut -c1-100)"

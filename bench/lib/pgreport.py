@@ -162,13 +162,14 @@ def waits_table(run: Path) -> None:
         "`transactionid`/`tuple`), medians over rounds; waiting % = lock-waiting samples of "
         "all active ones. Commits, rollbacks (read snapshots end in ROLLBACK too) and "
         "deadlocks from pg_stat_database, and the server log's ERRORs for the database "
-        "(serialization failures, deadlocks, others): sums over rounds.\n"
+        "(serialization failures, deadlocks, lock timeouts, others): sums over rounds.\n"
     )
     print(
         "| competitor | scenario | active | waiting | advisory | row | waiting % | commits "
-        "| rollbacks | deadlocks | serialization ERRORs | deadlock ERRORs | other ERRORs |"
+        "| rollbacks | deadlocks | serialization ERRORs | deadlock ERRORs | lock timeouts "
+        "| other ERRORs |"
     )
-    print("|---|---|" + "---:|" * 11)
+    print("|---|---|" + "---:|" * 12)
 
     def median_of(group: list[dict[str, str]], key: str) -> str:
         return f"{med([float(r[key]) for r in group]):.2f}"
@@ -182,7 +183,9 @@ def waits_table(run: Path) -> None:
         cells += [median_of(group, k) for k in ("advisory_wait_avg", "row_wait_avg")]
         cells.append(f"{med([float(r['lock_wait_pct']) for r in group]):.1f}")
         cells += [total(group, k) for k in ("commits", "rollbacks", "deadlocks")]
-        cells += [total(group, k) for k in ("log_serialization", "log_deadlock")]
+        cells += [
+            total(group, k) for k in ("log_serialization", "log_deadlock", "log_lock_timeout")
+        ]
         cells.append(total(group, "log_other_errors"))
         print(f"| {label} | {scenario} | " + " | ".join(cells) + " |")
 

@@ -10,8 +10,9 @@ TSV row: those averages, the share of active backend samples spent waiting on a 
 database's commits, rollbacks and deadlocks meanwhile (pg_stat_database; a read-only
 snapshot also ends in ROLLBACK, so rollbacks are not all failures), and the server log's
 ERROR lines for the database meanwhile: serialization failures (`could not serialize`),
-deadlocks and the rest. The log (default: Debian's) is skipped when it cannot be read;
-its lines must carry the database name (Debian's log_line_prefix does: `user@db`).
+deadlocks, lock timeouts (`lock timeout`) and the rest. The log (default: Debian's) is
+skipped when it cannot be read; its lines must carry the database name (Debian's
+log_line_prefix does: `user@db`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ FROM pg_stat_activity
 WHERE datname = :'db' AND backend_type = 'client backend' AND pid <> pg_backend_pid();"""
 COUNTERS = """SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database
 WHERE datname = :'db';"""
+KINDS = ("could not serialize", "deadlock detected", "lock timeout")
 COLUMNS = [
     "label",
     "round",
@@ -45,6 +47,7 @@ COLUMNS = [
     "deadlocks",
     "log_serialization",
     "log_deadlock",
+    "log_lock_timeout",
     "log_other_errors",
 ]
 
@@ -81,18 +84,17 @@ class Psql:
         self.proc.wait()
 
 
-def log_errors(log: Path, start: int, db: str) -> tuple[str, str, str]:
-    """(serialization failures, deadlocks, other ERRORs) logged for `db` after byte `start`."""
+def log_errors(log: Path, start: int, db: str) -> list[str]:
+    """Serialization failures, deadlocks, lock timeouts, other ERRORs logged for `db`."""
     try:
         with log.open("rb") as f:
             f.seek(start)
             lines = f.read().decode(errors="replace").splitlines()
     except OSError:
-        return "", "", ""
+        return ["", "", "", ""]
     mine = [line for line in lines if f"@{db} " in line and " ERROR: " in line]
-    serial = sum("could not serialize" in line for line in mine)
-    deadlock = sum("deadlock detected" in line for line in mine)
-    return str(serial), str(deadlock), str(len(mine) - serial - deadlock)
+    kinds = [sum(k in line for line in mine) for k in KINDS]
+    return [str(n) for n in kinds] + [str(len(mine) - sum(kinds))]
 
 
 def main() -> None:
@@ -124,13 +126,13 @@ def main() -> None:
         time.sleep(a.interval)
     after = psql.rows(COUNTERS)[0]
     psql.close()
-    logged = log_errors(a.log, log_start, a.db) if log_start >= 0 else ("", "", "")
+    logged = log_errors(a.log, log_start, a.db) if log_start >= 0 else ["", "", "", ""]
     n = max(samples, 1)
     row = [a.label, a.round, a.scenario, str(samples)]
     row += [f"{s / n:.2f}" for s in sums]
     row.append(f"{100 * sums[1] / sums[0]:.1f}" if sums[0] else "0.0")
     row += [str(y - x) for x, y in zip(before, after, strict=True)]
-    row += list(logged)
+    row += logged
     new = not a.tsv.exists() or a.tsv.stat().st_size == 0
     with a.tsv.open("a") as f:
         if new:
