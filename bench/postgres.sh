@@ -24,7 +24,8 @@
 #             the old code against the new in the same run
 #
 #   --competitors LIST  these modes, in this order, instead of fastapi,sqlite,pg1,pg2
-#                       (e.g. pg1,pg1_base or pg1,pg2,pg2_base)
+#                       (e.g. pg1,pg1_base or pg1,pg2,pg2_base); MODE:S1+S2 runs only
+#                       the scenarios S1 and S2 for that one
 #   --scenarios LIST    bench/run.sh's scenarios (default: products-get, users-me,
 #                       products-post, login, products-get-16c, mixed, as compare.sh)
 #   --delay MS          every node reaches PostgreSQL through lib/delay_proxy.py, which
@@ -225,9 +226,9 @@ if [[ -z $COMPETING ]]; then
   [[ $NO_FASTAPI == 1 ]] && COMPETING="sqlite,pg1,pg2" || COMPETING="fastapi,sqlite,pg1,pg2"
 fi
 COMPETITORS=()  # label|extra run.sh options
-for mode in ${COMPETING//,/ }; do
-  [[ $mode != *_base || -n $BASELINE ]] || { echo "postgres.sh: $mode needs --baseline REV" >&2; exit 2; }
-  COMPETITORS+=("$mode|")
+for mode in ${COMPETING//,/ }; do  # MODE or MODE:SCENARIO+SCENARIO...
+  [[ ${mode%%:*} != *_base || -n $BASELINE ]] || { echo "postgres.sh: $mode needs --baseline REV" >&2; exit 2; }
+  if [[ $mode == *:* ]]; then COMPETITORS+=("${mode%%:*}|--scenarios ${mode#*:}"); else COMPETITORS+=("$mode|"); fi
 done
 if [[ $VARIANTS == 1 ]]; then
   COMPETITORS+=("pg1_nginx|--scenarios products-get,users-me,products-get-16c"
@@ -264,7 +265,7 @@ run_one() {  # SPEC ROUND
   # shellcheck disable=SC2086  # extra holds run.sh options
   "$HERE/run.sh" --url "http://127.0.0.1:$port" --pid "$SERVER" --tsv "$OUT/results.tsv" \
     --label "$label" --round "$2" --scenarios "${SCENARIOS:-$SCENARIOS_DEFAULT}" "${OPTS[@]}" \
-    "${watch_db[@]}" $extra || true  # errors are in the table; the other competitors still run
+    "${watch_db[@]}" ${extra//+/,} || true  # errors are in the table; the others still run
   rss="$("$HOST_PY" "$HERE/lib/tool.py" peak-rss "$SERVER")"
   printf '%s\t%s\t%s\n' "$label" "$2" "$rss" >> "$OUT/servers.tsv"
   stop_one
@@ -276,7 +277,7 @@ mkdir -p "$OUT"
 {
   echo "# bench/postgres.sh $ARGS"
   echo "# $(basename "$OUT"): ${#COMPETITORS[@]} competitors x $ROUNDS rounds, alternating;" \
-    "$(nproc) CPUs; ours at $(git -C "$ROOT" rev-parse --short HEAD)${DELAY_MS:+; database ${DELAY_MS} ms away each way}"
+    "$(nproc) CPUs; bench/ at $(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo ?)${DELAY_MS:+; database ${DELAY_MS} ms away each way}"
   echo "# load before: $(uptime)"
 } | tee "$OUT/meta.txt"
 for round in $(seq "$ROUNDS"); do
