@@ -188,6 +188,17 @@ def waits_table(run: Path) -> None:
         ]
         cells.append(total(group, "log_other_errors"))
         print(f"| {label} | {scenario} | " + " | ".join(cells) + " |")
+    conflicts = defaultdict(int)
+    for log in run.glob("*-r*/app*.log"):
+        label = log.parent.name.rsplit("-r", 1)[0]
+        with log.open(errors="replace") as f:
+            conflicts[label] += sum("Write conflict" in line for line in f)
+    print(
+        "\nThe nodes' `Write conflict` warnings (a unit of work rolled back and answered 503), "
+        "per competitor, over all its starts and scenarios (seeding included): "
+        + ", ".join(f"{label} {n}" for label, n in sorted(conflicts.items()))
+        + "."
+    )
 
 
 def main() -> None:
