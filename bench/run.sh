@@ -139,12 +139,16 @@ else
 fi
 # Refresh tokens: a fresh slice for every wrk run of refresh.lua (warm-up included), since a
 # token sent twice would end its session. Each is a login (argon2), so the warm-up takes 8.
+# Each slice has 1 spare token per 8 connections: wrk drops a request in flight, unseen,
+# when the server closes the connection, and its connection then needs another token (a
+# login otherwise, whose argon2 latency would end up in the refreshes' p99).
 SESSIONS=0 SESSIONS_USED=0
 warm_conns() { [[ $WARMUP == 0 ]] && echo 0 || echo $(($1 < 8 ? $1 : 8)); }
+with_spares() { echo $(($1 == 0 ? 0 : $1 + ($1 + 7) / 8)); }
 for s in ${SCENARIOS//,/ }; do
   case "$s" in
-    refresh) SESSIONS=$((SESSIONS + CONNS + $(warm_conns "$CONNS"))) ;;
-    write-mix) SESSIONS=$((SESSIONS + MIX[1] + $(warm_conns "${MIX[1]}"))) ;;
+    refresh) SESSIONS=$((SESSIONS + $(with_spares "$CONNS") + $(with_spares "$(warm_conns "$CONNS")"))) ;;
+    write-mix) SESSIONS=$((SESSIONS + $(with_spares "${MIX[1]}") + $(with_spares "$(warm_conns "${MIX[1]}")"))) ;;
   esac
 done
 "$HOST_PY" "$LIB/seed.py" "$BASE" --out-dir "$WORK" --products "$PRODUCTS" --sessions "$SESSIONS" 2>&1
@@ -220,8 +224,8 @@ report() {  # NAME CONNS TICKS_BEFORE TICKS_AFTER
 
 run_scenario() {  # NAME CONNS SCRIPT PATH
   if [[ $3 == refresh.lua ]]; then
-    take_sessions "$(warm_conns "$2")" "$WORK/$1.warm.sessions"
-    take_sessions "$2" "$WORK/$1.sessions"
+    take_sessions "$(with_spares "$(warm_conns "$2")")" "$WORK/$1.warm.sessions"
+    take_sessions "$(with_spares "$2")" "$WORK/$1.sessions"
   fi
   warm_up "$(if [[ $3 == refresh.lua ]]; then warm_conns "$2"; else echo "$2"; fi)" "$3" "$4" "" "$1"
   local before after
@@ -242,8 +246,8 @@ MIX_RUNS=("login 0 login.lua /login/access-token" "refresh 1 refresh.lua /login/
 
 run_write_mix() {
   local spec name i script path pids=() before after
-  take_sessions "$(warm_conns "${MIX[1]}")" "$WORK/write-mix:refresh.warm.sessions"
-  take_sessions "${MIX[1]}" "$WORK/write-mix:refresh.sessions"
+  take_sessions "$(with_spares "$(warm_conns "${MIX[1]}")")" "$WORK/write-mix:refresh.warm.sessions"
+  take_sessions "$(with_spares "${MIX[1]}")" "$WORK/write-mix:refresh.sessions"
   for spec in "${MIX_RUNS[@]}"; do
     read -r name i script path <<< "$spec"
     warm_up "${MIX[i]}" "$script" "$path" 1 "write-mix:$name" &

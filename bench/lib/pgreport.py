@@ -27,8 +27,10 @@ from pathlib import Path
 
 ORDER = [
     "products-get",
+    "products-list",
     "users-me",
     "products-post",
+    "products-put",
     "login",
     "products-get-16c",
     "mixed:products-get-16c",
@@ -268,6 +270,13 @@ def main() -> None:
         print("None: every competitor answered every request 2xx, with no socket error.")
     for label, s, non2xx, sockerr in bad:
         print(f"- {label} {s}: non2xx {non2xx}, socket errors {sockerr}")
+    logins = [
+        (label, s, sum(int(r.get("refresh_logins") or 0) for r in rows.values()))
+        for (label, s), rows in by.items()
+    ]
+    for label, s, n in logins:
+        if n:
+            print(f"- {label} {s}: {n} logins instead of refreshes (a connection lost its token)")
 
     waits_table(run)
 

@@ -38,6 +38,7 @@ COLUMNS = [
     "sock_errors",
     "server_cpu_pct",
     "wrk_cpu_pct",
+    "refresh_logins",
 ]
 HEADER = (
     f"{'scenario':<26}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
@@ -129,6 +130,7 @@ def result(argv: list[str]) -> None:
         ticks = int(a.ticks_after) - int(a.ticks_before)
         server_cpu = f"{100 * ticks / os.sysconf('SC_CLK_TCK') / real:.0f}"
     wrk_cpu = f"{100 * (user + system) / real:.0f}"
+    logins = re.search(r"^REFRESH_LOGINS (\d+)$", text, re.M)  # refresh.lua's fallback logins
     row = {
         "label": a.label,
         "round": a.round,
@@ -144,6 +146,7 @@ def result(argv: list[str]) -> None:
         "sock_errors": sock_errors,
         "server_cpu_pct": server_cpu,
         "wrk_cpu_pct": wrk_cpu,
+        "refresh_logins": logins.group(1) if logins else "",
     }
     srv = f"{server_cpu}%" if server_cpu else "-"
     print(
