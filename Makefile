@@ -3,22 +3,39 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run migrate test test-postgresql fuzz lint format clean
+.PHONY: install install-runtime run migrate test test-postgresql fuzz lint format clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+# Two marker files: .runtime once the service's own requirements are installed (all that
+# `make run` and `make migrate` need), .installed once the development ones are too (tests,
+# lint, types: `make install`, `make test`, `make lint`). A newer requirements file redoes
+# the install that reads it. pip is upgraded only in a venv made here.
+define make-venv
+	test -x $(BIN)/python || { $(PYTHON) -m venv $(VENV) \
+	    && $(BIN)/python -m pip install --quiet --upgrade pip; }
+endef
+
+$(BIN)/.runtime: requirements.txt requirements-assets.txt
+	$(make-venv)
+	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
 	touch $@
 
+$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt
+	$(make-venv)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
+	touch $(BIN)/.runtime $@
+
+install-runtime: $(BIN)/.runtime
+
 install: $(BIN)/.installed
 
-run: install
+run: install-runtime
 	$(BIN)/python run.py
 
-migrate: install
-	$(BIN)/yoyo apply
+# The database `make run` would serve (DATABASE_URL, DATABASE_PATH, else ./products.db).
+migrate: install-runtime
+	$(BIN)/python run.py migrate
 
 # Tests run in parallel (pytest-xdist): PYTEST_WORKERS processes, one per core by default.
 PYTEST_WORKERS ?= auto

@@ -1,4 +1,4 @@
-"""Command line: `python run.py` migrates and serves; also create-superuser, copy-to-postgres."""
+"""Command line: `python run.py` migrates and serves; also migrate, create-superuser, etc."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import dataclasses
 import os
 import sys
 
-from service import create_superuser, tokens
+from service import create_superuser, migrate, tokens
 from service.app import create_app
 from service.db import DatabaseError, copy_to_postgres, migrations
-from service.serving import serve_forever
-from service.settings import Settings, SettingsError, redacted_url
+from service.serving import CannotListen, serve_forever
+from service.settings import Settings, SettingsError, parse_port, redacted_url
 from service.supervisor import supervise
 
 
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         return create_superuser.main(argv[1:])
     if argv[:1] == ["copy-to-postgres"]:
         return copy_to_postgres.main(argv[1:])
+    if argv[:1] == ["migrate"]:
+        return migrate.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     settings = dataclasses.replace(
-        settings, host=args.host or settings.host, port=args.port or settings.port
+        settings,
+        host=args.host or settings.host,
+        port=settings.port if args.port is None else args.port,
     )
     if not _key_file_is_safe(settings):
         return 1
@@ -37,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1:
         # Once, before any worker starts: workers would otherwise race to create it.
         tokens.load_or_create_key(settings.secret_key, settings.database_path)
-        return supervise(settings, workers=args.workers, reuse_port=args.reuse_port)
+        try:
+            return supervise(settings, workers=args.workers, reuse_port=args.reuse_port)
+        except CannotListen as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     return serve(settings, reuse_port=args.reuse_port)
 
 
@@ -83,17 +91,23 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     except DatabaseError as error:  # the pool could not open: the start fails, plainly
         print(f"error: the database: {error}", file=sys.stderr)
         return 1
+    except CannotListen as error:  # the port in use: one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Products and accounts REST service. "
-        "Also: `python run.py create-superuser [--username U] [--password P]`, "
+        "Also: `python run.py migrate` (migrate only, and say what was applied), "
+        "`python run.py create-superuser [--username U] [--password P]`, "
         "`python run.py copy-to-postgres --from FILE --to postgresql://...`."
     )
     parser.add_argument("--host", help="address to listen on (default: HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: PORT or 8000)")
+    parser.add_argument(
+        "--port", type=_port, help="port to listen on, 1-65535 (default: PORT or 8000)"
+    )
     parser.add_argument(
         "--no-migrate",
         action="store_true",
@@ -111,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         help="bind with SO_REUSEPORT, so that other processes can serve the same port",
     )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError as error:  # argparse would say only "invalid _port value"
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,10 +15,12 @@ from service import headers, housekeeping, keys, log, middlewares, tokens
 from service.accounts.context import Accounts
 from service.auth import authenticate
 from service.db import migrations, open_database
+from service.db.observed import ObservedDatabase
 from service.mail import sender
+from service.metrics.web import setup_metrics
 from service.openapi import setup_openapi
 from service.passwords import PasswordHasher
-from service.routes import health, login, products, recovery, sessions, users
+from service.routes import health, login, products, recovery, sessions, two_factor, users
 from service.settings import Settings
 from service.validation import validate_requests
 
@@ -25,14 +28,17 @@ ROUTE_TABLES = (
     login.routes,
     sessions.routes,
     users.routes,
+    two_factor.routes,
     recovery.routes,
     products.routes,
     health.routes,
 )
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """A fully wired application; nothing is opened until it starts.
+
+    `clock` tells the account rules the time (TOTP codes): tests pass their own.
 
     Serve it through service.serving.make_runner: its connection class is part of the
     service (service/connection.py).
@@ -48,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock
     app.on_response_prepare.append(headers.on_response_prepare)
     app[keys.KNOWN_MIGRATIONS] = migrations.known_migration_ids(settings.dialect)
     app.cleanup_ctx.extend(
@@ -64,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
     setup_openapi(app, settings)
+    setup_metrics(app, settings)  # not in the document: service/metrics/web.py says why
     # After setup_openapi, so that the aliases are served but not documented twice.
     _add_collection_aliases(app)
     return app
@@ -93,13 +101,16 @@ async def _logging(app: web.Application) -> AsyncIterator[None]:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     database = await open_database(settings)
-    app[keys.DATABASE] = database
+    metrics = app.get(keys.METRICS)
+    app[keys.DATABASE] = database if metrics is None else ObservedDatabase(database, metrics)
     yield
     await database.close()
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
-    hasher = PasswordHasher(threads=app[keys.SETTINGS].password_hash_threads)
+    hasher = PasswordHasher(
+        threads=app[keys.SETTINGS].password_hash_threads, observer=app.get(keys.METRICS)
+    )
     await hasher.start()
     app[keys.PASSWORDS] = hasher
     yield
@@ -120,6 +131,7 @@ async def _accounts(app: web.Application) -> AsyncIterator[None]:
         settings=app[keys.SETTINGS],
         token_key=app[keys.TOKEN_KEY],
         mail_queued=app[keys.MAIL_QUEUED].set,
+        clock=app[keys.CLOCK],
     )
     yield
 

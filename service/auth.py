@@ -78,7 +78,15 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Forbidden("inactive_user")
         if access is Access.SUPERUSER and not user.is_superuser:
             raise Forbidden("not_enough_privileges")
+        if access is Access.SUPERUSER and _needs_totp(settings.require_totp_for_superusers, user):
+            # Only superuser routes: the caller's own TOTP routes stay open to enroll.
+            raise Forbidden("two_factor_required")
     return await handler(request)
+
+
+def _needs_totp(required: bool, user: User) -> bool:
+    """REQUIRE_TOTP_FOR_SUPERUSERS is on and the superuser has not turned TOTP on."""
+    return required and not user.totp_enabled
 
 
 def current_user(request: web.Request) -> User:

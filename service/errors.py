@@ -28,12 +28,15 @@ class ApiError(Exception):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
         errors: Mapping[str, list[str]] | None = None,
+        extensions: Mapping[str, str] | None = None,
         **params: object,
     ) -> None:
         self.message_key = message_key or self.message_key
         self.status = status or self.status
         self.headers = {**self.default_headers, **(headers or {})}
         self.errors = dict(errors) if errors is not None else None
+        # RFC 9457 extension members: more top-level members of the problem document.
+        self.extensions = dict(extensions or {})
         self.params = params
         super().__init__(self.message_key)
 
@@ -96,6 +99,12 @@ _ACCOUNT_REFUSALS: dict[type[account.AccountError], tuple[type[ApiError], str]] 
     account.NoEmail: (Conflict, "no_email"),
     account.EmailAlreadyVerified: (Conflict, "email_already_verified"),
     account.EmailNotVerified: (Forbidden, "email_not_verified"),
+    account.InvalidMfaToken: (Unauthorized, "invalid_mfa_token"),
+    account.IncorrectLoginCode: (Unauthorized, "invalid_code"),
+    account.InvalidCode: (BadRequest, "invalid_code"),
+    account.TotpAlreadyEnabled: (Conflict, "totp_already_enabled"),
+    account.TotpNotEnabled: (Conflict, "totp_not_enabled"),
+    account.TotpNotPending: (Conflict, "totp_not_pending"),
 }
 
 
@@ -107,6 +116,11 @@ def as_api_error(error: ApiError | account.AccountError) -> ApiError:
         return _too_many("too_many_login_failures", error.seconds)
     if isinstance(error, account.PasswordChecksLocked):
         return _too_many("too_many_wrong_passwords", error.seconds)
+    if isinstance(error, account.CodeChecksLocked):
+        return _too_many("too_many_wrong_codes", error.seconds)
+    if isinstance(error, account.SecondFactorRequired):
+        # 403, not 401: the password was right; the client goes on at /login/mfa.
+        return Forbidden("second_factor_required", extensions={"mfa_token": error.mfa_token})
     if isinstance(error, account.TooManyRequests):
         return _too_many("too_many_requests", error.seconds)
     if isinstance(error, account.EmailRequired):
@@ -127,6 +141,7 @@ def problem_response(error: ApiError, language: messages.Language) -> web.Respon
         "status": error.status,
         "detail": messages.render(error.message_key, language, error.params),
     }
+    body.update(error.extensions)
     if error.errors is not None:
         body["errors"] = {
             field: [messages.field_message(text, language) for text in texts]

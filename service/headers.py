@@ -6,6 +6,9 @@
   body that echoes client text for HTML or script.
 * `Cache-Control: no-store` on every answer about accounts (users, sessions, tokens): no
   shared or browser cache keeps a user's data or a token after the request.
+* `Content-Language` and `Vary: Accept-Language` on every answer whose texts were chosen by
+  the request's Accept-Language (`answer_language`): problem+json errors, and the 202s of
+  the recovery routes. A cache must not serve one language's answer to a client of another.
 * On the documentation pages, a Content-Security-Policy that runs only this service's own
   scripts (and the page's inline ones, by hash) and no framing (`frame-ancestors 'none'`).
 
@@ -22,6 +25,8 @@ import re
 from collections.abc import MutableMapping
 
 from aiohttp import web
+
+from service import keys, messages
 
 SERVER = "products-api"
 DOCUMENTATION_PAGES = frozenset({"/docs", "/redoc"})
@@ -40,8 +45,19 @@ def add_common(headers: MutableMapping[str, str]) -> None:
     headers["X-Content-Type-Options"] = "nosniff"
 
 
+def answer_language(request: web.Request) -> messages.Language:
+    """The language of this answer's texts, by Accept-Language; its headers follow from it."""
+    language = messages.preferred_language(request.headers.get("Accept-Language"))
+    request[keys.LANGUAGE] = language
+    return language
+
+
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     add_common(response.headers)
+    language = request.get(keys.LANGUAGE)
+    if language is not None:
+        response.headers["Content-Language"] = language
+        add_vary(response.headers, "Accept-Language")
     path = request.path
     if path.startswith(ACCOUNT_PATHS):
         response.headers["Cache-Control"] = "no-store"
@@ -50,6 +66,13 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
         response.headers["Content-Security-Policy"] = content_security_policy(
             body, inline_styles=path in PAGES_WITH_INLINE_STYLES
         )
+
+
+def add_vary(headers: MutableMapping[str, str], name: str) -> None:
+    """Add `name` to Vary, keeping what is there (compression may have put Accept-Encoding)."""
+    present = [part.strip() for part in headers.get("Vary", "").split(",") if part.strip()]
+    if name.lower() not in (part.lower() for part in present):
+        headers["Vary"] = ", ".join([*present, name])
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,5 +1,6 @@
 """Background purge: ended and expired sessions, passed login-failure windows, expired
-reset and verification tokens, and outbox messages sent or failed MAIL_RETENTION_DAYS ago.
+reset and verification tokens and second-factor challenges, and outbox messages sent or
+failed MAIL_RETENTION_DAYS ago.
 
 Each run deletes a bounded batch (so the write lock is never held long) and repeats
 every SESSION_PURGE_INTERVAL_SECONDS; ended or expired sessions are therefore gone
@@ -16,7 +17,7 @@ from aiohttp import web
 from loguru import logger
 
 from service import keys
-from service.queries import account_tokens, login_failures, outbox, sessions
+from service.queries import account_tokens, login_failures, mfa_challenges, outbox, sessions
 
 BATCH = 1000
 
@@ -39,6 +40,7 @@ async def purge_once(app: web.Application) -> int:
             conn, now=now, window=settings.login_failure_window_seconds
         )
         await account_tokens.purge(conn, now=now, limit=BATCH)
+        await mfa_challenges.purge(conn, now=now, limit=BATCH)
         await outbox.purge(conn, before=now - settings.mail_retention_days * 86400, limit=BATCH)
     return purged
 

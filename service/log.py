@@ -7,6 +7,8 @@ import itertools
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -17,8 +19,6 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from loguru import Record
 
-ROTATION = "10 MB"
-RETENTION = 10  # rotated files kept
 _FIELDS = ("status", "request_id", "client")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the ASCII ones; beyond ASCII, the categories below
 # Control, format, line and paragraph separators, and lone surrogates (from bytes that were
@@ -44,8 +44,10 @@ def add_sinks(settings: Settings) -> list[int]:
             serialize=settings.log_json,
             diagnose=False,
             backtrace=False,
-            rotation=ROTATION,
-            retention=RETENTION,
+            rotation=settings.log_rotation_bytes,
+            # loguru's own count would take every file its glob `app.*.log` finds for
+            # its own: the workers' app.1.log, app.2.log and their rotations too.
+            retention=own_rotations(settings.log_file, keep=settings.log_retention),
             encoding="utf-8",
             opener=files.open_private,  # passed on to open(): log files are owner-only
         )
@@ -62,6 +64,27 @@ def add_sinks(settings: Settings) -> list[int]:
             )
         )
     return sinks
+
+
+def own_rotations(log_file: Path, *, keep: int) -> Callable[[list[str]], None]:
+    """A loguru retention that keeps the `keep` newest rotated files of `log_file` only.
+
+    loguru renames a full `app.log` to `app.<date>.log` (`app.<date>.<n>.log` on a clash)
+    and hands retention every file its glob found beside it; only those names are ours.
+    """
+    own = re.compile(
+        re.escape(log_file.stem)
+        + r"\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}(?:\.\d+)?"
+        + re.escape(log_file.suffix)
+    )
+
+    def retain(candidates: list[str]) -> None:
+        rotated = [Path(path) for path in candidates if own.fullmatch(Path(path).name)]
+        newest_first = sorted(rotated, key=lambda path: -path.stat().st_mtime)
+        for path in newest_first[keep:]:
+            path.unlink(missing_ok=True)
+
+    return retain
 
 
 def remove_sinks(sink_ids: list[int]) -> None:

@@ -70,6 +70,33 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Адрес электронной почты уже подтверждён",
     ),
     "email_not_verified": ("Email not verified", "Адрес электронной почты не подтверждён"),
+    "second_factor_required": ("Second factor required", "Требуется второй фактор"),
+    "invalid_code": ("Invalid code", "Неверный код"),
+    "invalid_mfa_token": (
+        "The second-factor token is invalid, expired or already used",
+        "Токен второго фактора недействителен, истёк или уже использован",
+    ),
+    "totp_already_enabled": (
+        "Two-factor authentication is already enabled",
+        "Двухфакторная аутентификация уже включена",
+    ),
+    "totp_not_enabled": (
+        "Two-factor authentication is not enabled",
+        "Двухфакторная аутентификация не включена",
+    ),
+    "totp_not_pending": (
+        "No two-factor enrollment is waiting to be confirmed",
+        "Нет подключения двухфакторной аутентификации, ожидающего подтверждения",
+    ),
+    "two_factor_required": (
+        "Two-factor authentication required",
+        "Требуется двухфакторная аутентификация",
+    ),
+    "too_many_wrong_codes": (
+        "Too many wrong codes; this session has ended. Log in again and retry in {seconds} seconds",
+        "Слишком много неверных кодов; этот сеанс завершён. Войдите снова и повторите "
+        "через {seconds} с",
+    ),
     "recovery_accepted": (
         "If an active account has this address, a message with a link is on its way",
         "Если у активной учётной записи есть этот адрес, письмо со ссылкой уже в пути",

@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestPayloadError
 from loguru import logger
 
-from service import keys, log, messages
+from service import headers, keys, log, messages
 from service.accounts.errors import AccountError
 from service.client_address import client_address
 from service.db import DatabaseUnavailable, InvalidValue
@@ -26,17 +26,23 @@ CLIENT_CLOSED_REQUEST = 499  # logged (never sent) when the client went away mid
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give the request an id, time it, and write its one log line."""
+    """Give the request an id, time it, and write its one log line.
+
+    Every record written while the request is handled (an unhandled error's traceback, a
+    refusal's warning, a line from the account rules) carries its request id and client:
+    loguru's contextualize puts them in each record's `extra`, text and JSON alike.
+    """
     started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
     request[keys.REQUEST_ID] = request_id
-    try:
-        response = await handler(request)
-    except asyncio.CancelledError:
-        _log_request(request, CLIENT_CLOSED_REQUEST, started)
-        raise
-    elapsed_ms = _log_request(request, response.status, started)
+    with logger.contextualize(request_id=request_id, client=client_address(request)):
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            _log_request(request, CLIENT_CLOSED_REQUEST, started)
+            raise
+        elapsed_ms = _log_request(request, response.status, started)
     response.headers["X-Process-Time-ms"] = f"{elapsed_ms:.2f}"
     response.headers["X-Request-ID"] = request_id
     return response
@@ -44,8 +50,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def _log_request(request: web.Request, status: int, started: float) -> float:
     elapsed_ms = (time.perf_counter() - started) * 1000
-    client = client_address(request)
-    logger.bind(status=status, request_id=request[keys.REQUEST_ID], client=client).info(
+    logger.bind(status=status).info(  # the request id and client come from the context
         f"{request.method} {log.escape(request.path)} выполнялся {elapsed_ms:.2f} мс"
     )
     return elapsed_ms
@@ -99,7 +104,7 @@ _REFUSALS_WORTH_A_WARNING = (403, 429)
 def _log_refusal(request: web.Request, error: ApiError) -> None:
     user = request.get(keys.CURRENT_USER)
     who = f"user {user.id}" if user is not None else "an anonymous caller"
-    logger.bind(status=error.status, request_id=request[keys.REQUEST_ID]).warning(
+    logger.bind(status=error.status).warning(
         f"Refused {who}: {error.message_key} ({request.method} {log.escape(request.path)})"
     )
 
@@ -138,4 +143,4 @@ def _from_http_exception(request: web.Request, error: web.HTTPException) -> ApiE
 
 
 def _language(request: web.Request) -> messages.Language:
-    return messages.preferred_language(request.headers.get("Accept-Language"))
+    return headers.answer_language(request)

@@ -14,10 +14,15 @@ import contextlib
 import os
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
 
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
+
+T = TypeVar("T")
 
 # The hash of a random password nobody kept, made with pwdlib's recommended parameters.
 # Unknown usernames are verified against it, so that "no such user" costs what a wrong
@@ -28,15 +33,32 @@ DUMMY_HASH = (
 )
 
 
+class HashObserver(Protocol):
+    """What is told of each hash (service.metrics.registry.Metrics); called on its thread."""
+
+    def hash_started(self, waited_seconds: float) -> None: ...
+
+    def hash_finished(self) -> None: ...
+
+
+class _Unobserved:
+    def hash_started(self, waited_seconds: float) -> None:
+        pass
+
+    def hash_finished(self) -> None:
+        pass
+
+
 class PasswordHasher:
     """Hash and verify passwords in a bounded pool; unknown users verify against a dummy."""
 
-    def __init__(self, *, threads: int) -> None:
+    def __init__(self, *, threads: int, observer: HashObserver | None = None) -> None:
         self._hash = PasswordHash.recommended()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="argon2", initializer=_lower_priority
         )
         self._dummy_hash = DUMMY_HASH
+        self._observer = observer or _Unobserved()
 
     async def start(self) -> None:
         """Make a fresh dummy hash only if pwdlib's recommended parameters have changed."""
@@ -47,8 +69,7 @@ class PasswordHasher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     async def hash(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._hash.hash, password)
+        return await self._in_pool(self._hash.hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         """(matches, a new hash when the stored one uses stale parameters).
@@ -56,11 +77,23 @@ class PasswordHasher:
         With `hashed` None (no such user) it verifies against the dummy hash and fails,
         taking the same time as a wrong password.
         """
-        loop = asyncio.get_running_loop()
         if hashed is None:
-            await loop.run_in_executor(self._pool, self._verify_dummy, password)
+            await self._in_pool(self._verify_dummy, password)
             return False, None
-        return await loop.run_in_executor(self._pool, self._verify_and_update, password, hashed)
+        return await self._in_pool(self._verify_and_update, password, hashed)
+
+    async def _in_pool(self, work: Callable[..., T], *args: str) -> T:
+        """`work(*args)` on a hash thread, its wait for the thread and its run observed."""
+        queued = time.perf_counter()
+
+        def observed() -> T:
+            self._observer.hash_started(time.perf_counter() - queued)
+            try:
+                return work(*args)
+            finally:
+                self._observer.hash_finished()
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, observed)
 
     def _verify_dummy(self, password: str) -> None:
         self._hash.verify(password, self._dummy_hash)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import signal
 
 from aiohttp import web
@@ -24,6 +25,22 @@ SHUTDOWN_TIMEOUT_SECONDS = 30.0  # in-flight requests get this long after SIGINT
 # of the answer, and a slow client is gone within twice that, whatever the operator chose.
 LINGERING_SECONDS = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class CannotListen(Exception):
+    """The address cannot be listened on (another process has the port, say)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        # asyncio's own message repeats the address; a name that does not resolve
+        # (socket.gaierror) has a negative errno and its words in strerror.
+        number = error.errno or 0
+        reason = os.strerror(number) if number > 0 else (error.strerror or str(error))
+        super().__init__(f"cannot listen on {address(host, port)}: {reason}")
+
+
+def address(host: str, port: int) -> str:
+    """host:port as one would type it, [an IPv6 address] in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def make_runner(app: web.Application) -> connection.AppRunner:
@@ -72,7 +89,10 @@ async def _serve(app: web.Application, settings: Settings, *, reuse_port: bool) 
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:  # the port in use, an address not of this machine
+            raise CannotListen(settings.host, settings.port, error) from None
         logger.info(f"Running on {site.name} (Press CTRL+C to quit)")
         await stop.wait()
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -68,6 +69,8 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = False
     log_stderr: bool = True
+    log_rotation_bytes: int = 10_000_000  # LOG_ROTATION: a log file this large is rotated
+    log_retention: int = 10  # LOG_RETENTION: the rotated files of each log file kept
     max_body_bytes: int = 1024 * 1024
     request_timeout_seconds: float = 30.0
     keepalive_timeout_seconds: float = 75.0  # above common proxies' 60 s upstream keep-alive
@@ -101,6 +104,19 @@ class Settings:
     mail_timeout_seconds: float = 30.0
     mail_poll_seconds: float = 2.0
     mail_retention_days: float = 7.0
+    # Two-factor login (service/accounts/totp.py): the issuer authenticator apps show
+    # (the API document's title by default), and whether superusers must have it on.
+    totp_issuer: str = "Products and accounts API"
+    require_totp_for_superusers: bool = False
+    # Prometheus metrics at GET /metrics (service/metrics/), for these client addresses only.
+    metrics_enabled: bool = True
+    metrics_allow_ips: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # prometheus-client's own variable: set, the metrics go to files there, one set per
+    # process, and a scrape merges them (run.py --workers sets it; service/supervisor.py).
+    metrics_multiprocess_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -110,7 +126,7 @@ class Settings:
         database_path, postgres_url = _database(reader, defaults.database_path)
         settings = cls(
             host=reader.get("HOST", str, defaults.host),
-            port=reader.get("PORT", _int_between(1, 65535), defaults.port),
+            port=reader.get("PORT", parse_port, defaults.port),
             database_path=database_path,
             postgres_url=postgres_url,
             database_pool_size=reader.get(
@@ -126,6 +142,10 @@ class Settings:
             log_level=reader.get("LOG_LEVEL", _log_level, defaults.log_level),
             log_json=reader.get("LOG_JSON", parse_bool, defaults.log_json),
             log_stderr=reader.get("LOG_STDERR", parse_bool, defaults.log_stderr),
+            log_rotation_bytes=reader.get("LOG_ROTATION", _size, defaults.log_rotation_bytes),
+            log_retention=reader.get(
+                "LOG_RETENTION", _int_between(1, 1000), defaults.log_retention
+            ),
             max_body_bytes=reader.get(
                 "MAX_BODY_BYTES", _int_between(1024, 1 << 30), defaults.max_body_bytes
             ),
@@ -219,6 +239,17 @@ class Settings:
             ),
             mail_retention_days=reader.get(
                 "MAIL_RETENTION_DAYS", _days, defaults.mail_retention_days
+            ),
+            totp_issuer=reader.get("TOTP_ISSUER", _totp_issuer, defaults.totp_issuer),
+            require_totp_for_superusers=reader.get(
+                "REQUIRE_TOTP_FOR_SUPERUSERS", parse_bool, defaults.require_totp_for_superusers
+            ),
+            metrics_enabled=reader.get("METRICS_ENABLED", parse_bool, defaults.metrics_enabled),
+            metrics_allow_ips=reader.get(
+                "METRICS_ALLOW_IPS", _networks, defaults.metrics_allow_ips
+            ),
+            metrics_multiprocess_dir=reader.get(
+                "PROMETHEUS_MULTIPROC_DIR", _directory, defaults.metrics_multiprocess_dir
             ),
         )
         if settings.postgres_url is not None and settings.secret_key is None:
@@ -320,6 +351,28 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+_SIZE = re.compile(r"([0-9]+)\s*(B|KB|MB|GB)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3}  # as loguru counts
+MIN_LOG_ROTATION = 10_000  # below this a file would rotate every few lines
+MAX_LOG_ROTATION = 10 * 1000**3
+
+
+def _size(raw: str) -> int:
+    """A size in bytes: `10 MB`, `500KB`, `1 GB`, or a plain number of bytes."""
+    match = _SIZE.fullmatch(raw.strip())
+    if match is None:
+        raise ValueError("expected a size such as 10 MB, 500 KB or 1 GB")
+    size = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").upper()]
+    if not MIN_LOG_ROTATION <= size <= MAX_LOG_ROTATION:
+        raise ValueError("expected a size from 10 KB to 10 GB")
+    return size
+
+
+def parse_port(raw: str) -> int:
+    """A TCP port, 1-65535: PORT and run.py's --port alike."""
+    return _int_between(1, 65535)(raw)
+
+
 def _positive_float(raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -360,6 +413,13 @@ def _path(raw: str) -> Path:
     return Path(raw)
 
 
+def _directory(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError("expected an existing directory")
+    return path
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in _LOG_LEVELS:
@@ -391,6 +451,14 @@ def _mail_from(raw: str) -> str:
     if "@" not in address or any(ch in raw for ch in "\r\n"):
         raise ValueError("expected an address, such as 'Shop <no-reply@example.com>'")
     return raw.strip()
+
+
+def _totp_issuer(raw: str) -> str:
+    # Key URI format: the issuer prefixes the account in the label, split at a colon.
+    issuer = raw.strip()
+    if not 1 <= len(issuer) <= 64 or ":" in issuer or not issuer.isprintable():
+        raise ValueError("expected 1 to 64 printable characters, without a colon")
+    return issuer
 
 
 def _choice(kind: type[E]) -> Callable[[str], E]:

@@ -6,12 +6,18 @@ that dies, and on SIGTERM or SIGINT stops every worker gracefully and exits 0. E
 logs to its own file (`app.log` becomes `app.1.log`, `app.2.log`, ...): two processes
 rotating one file would rename it under each other. The number is the worker's slot, and a
 worker that replaces a dead one takes the dead one's slot, so the files stay N.
+
+With METRICS_ENABLED the master makes a fresh private directory for the workers' metric
+files (PROMETHEUS_MULTIPROC_DIR) before the first fork, tells prometheus-client of each
+worker's exit (its live gauges go), and removes the directory when it stops.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from service.app import app_factory
-from service.serving import SHUTDOWN_TIMEOUT_SECONDS
+from service.metrics import workers as metric_files
+from service.metrics.registry import MULTIPROCESS_VARIABLE
+from service.serving import SHUTDOWN_TIMEOUT_SECONDS, CannotListen
 from service.settings import Settings
 from service.worker import Worker
 
@@ -60,6 +68,7 @@ class Supervisor(BaseApplication):  # type: ignore[misc]  # gunicorn has no type
             "when_ready": self._when_ready,
             "pre_fork": _pre_fork,
             "post_fork": self._post_fork,
+            "child_exit": _child_exit,
         }
         for name, value in options.items():
             self.cfg.set(name, value)
@@ -82,17 +91,54 @@ class Supervisor(BaseApplication):  # type: ignore[misc]  # gunicorn has no type
             os.environ["LOG_FILE"] = str(worker_log_file(self._settings.log_file, worker.slot))
 
 
+def check_can_listen(host: str, port: int, *, reuse_port: bool) -> None:
+    """Bind the address as gunicorn will, and let go: raise CannotListen if that fails.
+
+    gunicorn's master would log `Connection in use` five times over five seconds, then
+    exit; run.py says it in one line at once, as it does with one process.
+    """
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind(where)
+    except OSError as error:
+        raise CannotListen(host, port, error) from None
+
+
 def _pre_fork(arbiter: Any, worker: Worker) -> None:
     """In the master: the lowest slot no live worker holds (a dead worker's, if one died)."""
     taken = {each.slot for each in arbiter.WORKERS.values()}
     worker.slot = next(number for number in range(1, len(taken) + 2) if number not in taken)
 
 
+def _child_exit(arbiter: Any, worker: Worker) -> None:
+    """In the master, after a worker exited: its live gauges (in flight now) are dropped."""
+    folder = os.environ.get(MULTIPROCESS_VARIABLE)
+    if folder:
+        metric_files.worker_exited(worker.pid, Path(folder))
+
+
 def supervise(settings: Settings, *, workers: int, reuse_port: bool) -> int:
     """Run gunicorn's master until it is stopped; it exits the process (0 after a clean stop).
 
     Each worker is forked from inside this call and leaves through it as well, with its own
-    exit code (SystemExit), so nothing after it runs in a worker.
+    exit code (SystemExit), so nothing after it runs in a worker. Raises CannotListen, before
+    gunicorn starts, if the address cannot be bound.
     """
-    Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
+    check_can_listen(settings.host, settings.port, reuse_port=reuse_port)
+    master = os.getpid()
+    metrics_dir = None
+    if settings.metrics_enabled:  # the workers inherit it (service/metrics/workers.py)
+        metrics_dir = metric_files.fresh_folder()
+        os.environ[MULTIPROCESS_VARIABLE] = str(metrics_dir)
+    else:
+        os.environ.pop(MULTIPROCESS_VARIABLE, None)
+    try:
+        Supervisor(settings, workers=workers, reuse_port=reuse_port).run()
+    finally:
+        if metrics_dir is not None and os.getpid() == master:  # not as a worker leaves
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import stat
 import time
@@ -106,6 +107,14 @@ def new_session_id() -> str:
 def new_refresh_token() -> str:
     """An opaque refresh token: 256 random bits."""
     return secrets.token_urlsafe(32)
+
+
+def is_refresh_token_shaped(token: str) -> bool:
+    """Whether `token` could be one new_refresh_token made (43 base64url characters)."""
+    return _REFRESH_TOKEN_SHAPE.fullmatch(token) is not None
+
+
+_REFRESH_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def refresh_token_hash(token: str) -> str:

@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
+# `mfa_token`: the extension member of a login's 403 "Second factor required".
+PROBLEM_KEYS = {"type", "title", "status", "detail", "errors", "mfa_token"}
 PROCESS_TIME = re.compile(r"^\d+\.\d{2}$")
 # What must never reach a client: a stack trace, a source line, a password hash.
 NEVER_IN_A_PROBLEM = ("Traceback", 'File "', "$argon2")
@@ -37,6 +38,9 @@ async def problem(response: Any, status: int, detail: str | None = None) -> dict
         assert body["detail"] == detail, body
     if status == 401:
         assert response.headers.get("WWW-Authenticate") == "Bearer"
+    # Its texts are in the language Accept-Language chose: it says which, and that it varies.
+    assert response.headers.get("Content-Language") in ("en", "ru"), response.headers
+    assert "accept-language" in response.headers.get("Vary", "").lower(), response.headers
     assert PROCESS_TIME.match(response.headers["X-Process-Time-ms"])
     assert response.headers["X-Request-ID"]
     return body

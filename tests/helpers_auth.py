@@ -39,6 +39,7 @@ USER_KEYS = {
     "full_name",
     "is_active",
     "is_superuser",
+    "totp_enabled",
     "created_at",
     "updated_at",
 }

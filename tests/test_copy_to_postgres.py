@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+import pyotp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -162,6 +163,7 @@ class Filled:
     answers: dict[str, Answer] = field(default_factory=dict)  # by the GET's path
     alice: dict[str, str] = field(default_factory=dict)  # the tokens of her session
     root_token: str = ""
+    bob_totp_secret: str = ""  # pending: bob started enrolling in two-factor login
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +204,7 @@ async def _fill(settings: Settings, filled: Filled) -> None:
         # A verification token and its message in the outbox.
         verify = client.post("/users/me/verify-email", headers=bearer(filled.alice["access"]))
         await _json(verify, 202)
+        await _enroll_bob(client, filled)
         await _remember_answers(client, filled)
     with contextlib.closing(sqlite3.connect(filled.sqlite)) as connection, connection:
         connection.execute("UPDATE users SET email_verified = 1 WHERE username = 'bob'")
@@ -217,6 +220,13 @@ async def _sign_up(client: Client, filled: Filled) -> None:
     await _json(client.patch(f"/users/{carol}", json={"is_active": False}, headers=root), 200)
     assert (await client.delete(f"/users/{dave}", headers=root)).status == 204
     filled.deleted_user = dave
+
+
+async def _enroll_bob(client: Client, filled: Filled) -> None:
+    """A pending TOTP secret: sealed under SECRET_KEY, it must open on PostgreSQL too."""
+    bob = bearer((await _log_in(client, "bob"))["access_token"])
+    enroll = client.post("/users/me/totp", json={"password": PASSWORDS["bob"]}, headers=bob)
+    filled.bob_totp_secret = remember((await _json(enroll, 200))["secret"], "a TOTP secret")
 
 
 async def _add_products(client: Client, filled: Filled) -> None:
@@ -286,10 +296,13 @@ def test_prints_a_line_per_table_and_exits_0(filled: Filled) -> None:
             f"products: 2 rows copied, next id {filled.deleted_product + 1}",
             "login_failures: 1 row copied",
             "login_account_failures: 1 row copied",  # mallory's, from every address
-            "sessions: 2 rows copied",  # root's and alice's
+            "sessions: 3 rows copied",  # root's, alice's and bob's
             "spent_refresh_tokens: 1 row copied",  # alice's first refresh token
             "account_tokens: 1 row copied",  # alice's email verification
             "outbox: 1 row copied, next id 2",  # its message
+            "totp_secrets: 1 row copied",  # bob's, pending
+            "totp_recovery_codes: 0 rows copied",
+            "mfa_challenges: 0 rows copied",
             f"copied {filled.sqlite} into {redacted_url(url)} in one transaction",
         ]
         assert pg_counts(url) == sqlite_counts(filled.sqlite)
@@ -334,6 +347,14 @@ def test_verification_state_tokens_and_the_outbox_carry_over(filled: Filled) -> 
         assert pg_rows(url, f"SELECT {columns} FROM outbox") == sqlite_rows(
             filled.sqlite, f"SELECT {columns} FROM outbox"
         )
+
+
+async def test_a_pending_totp_secret_carries_over(filled: Filled, on_postgres: Client) -> None:
+    bob = bearer((await _log_in(on_postgres, "bob"))["access_token"])
+    code = pyotp.TOTP(filled.bob_totp_secret).now()
+    confirm = on_postgres.post("/users/me/totp/confirm", json={"code": code}, headers=bob)
+    codes = (await _json(confirm, 200))["recovery_codes"]
+    assert len([remember(c, "a recovery code") for c in codes]) == 10
 
 
 async def test_login_throttling_carries_over(on_postgres: Client) -> None:

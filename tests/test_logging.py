@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from loguru import logger
 from yarl import URL
 
 from service.app import create_app
@@ -172,7 +173,7 @@ async def test_500_traceback_is_logged_without_local_values(
 ) -> None:
     settings = dataclasses.replace(migrated, log_json=log_json)
     client: TestClient = await aiohttp_client(_boom_app(settings))  # type: ignore[type-arg]
-    response = await client.get("/boom")
+    response = await client.get("/boom", headers={"X-Request-ID": "boom-1"})
     assert response.status == 500
     assert response.content_type == "application/problem+json"
     assert TIME.match(response.headers["X-Process-Time-ms"])
@@ -191,6 +192,35 @@ async def test_500_traceback_is_logged_without_local_values(
     if not log_json:
         (line,) = request_lines(settings)
         assert "| GET /boom выполнялся " in line and "status=500 " in line
+        (error,) = [line for line in log_lines(settings) if "| ERROR " in line]
+        assert error.endswith("Unhandled error in GET /boom | request_id=boom-1 client=127.0.0.1")
+    else:
+        records = [json.loads(line)["record"] for line in log_lines(settings)]
+        (error,) = [r for r in records if r["level"]["name"] == "ERROR"]
+        assert error["extra"] == {"request_id": "boom-1", "client": "127.0.0.1"}
+        assert "RuntimeError" in error["exception"]["type"]
+
+
+async def test_every_record_written_for_a_request_carries_its_id_and_client(
+    aiohttp_client,
+    migrated: Settings,
+) -> None:
+    """A record written by code that was handed neither names the request and client."""
+    app = create_app(migrated)
+
+    async def deep(_: web.Request) -> web.Response:
+        logger.warning("written by code that knows nothing of the request")
+        return web.Response(text="ok")
+
+    app.router.add_get("/deep", deep)
+    client: TestClient = await aiohttp_client(app)  # type: ignore[type-arg]
+    assert (await client.get("/deep", headers={"X-Request-ID": "deep-1"})).status == 200
+    (line,) = [line for line in log_lines(migrated) if "knows nothing" in line]
+    assert line.endswith("| request_id=deep-1 client=127.0.0.1"), line
+    # Outside a request, no request's fields linger.
+    logger.warning("after the request")
+    (after,) = [line for line in log_lines(migrated) if "after the request" in line]
+    assert "request_id=" not in after
 
 
 async def test_two_apps_in_one_process_start_and_stop(migrated: Settings) -> None:

@@ -77,6 +77,55 @@ async def test_auth_errors_come_in_russian_too(client: Client) -> None:
     assert CYRILLIC.search(body["detail"])
 
 
+# --- the headers of an answer whose language the request chose ----------------------------
+
+ANSWERS_IN_EITHER_LANGUAGE = [
+    ("GET", "/no/such/route", None),  # 404 from the router
+    ("DELETE", "/health", None),  # 405
+    ("GET", "/products/999999", None),  # 404 from a handler
+    ("GET", "/users/me", None),  # 401
+    ("POST", "/products/", {"name": "Tea", "price": "4.5"}),  # 422 with its `errors`
+    ("POST", "/login/refresh", {"refresh_token": "x" * 5000}),  # 401
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ANSWERS_IN_EITHER_LANGUAGE)
+@pytest.mark.parametrize(
+    ("accept_language", "language"),
+    [("ru", "ru"), ("ru-RU, en;q=0.5", "ru"), ("en", "en"), ("de, en;q=0.1", "en"), (None, "en")],
+)
+async def test_an_error_says_its_language_and_that_it_varies_by_accept_language(
+    client: Client,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    accept_language: str | None,
+    language: str,
+) -> None:
+    """Caches must not serve one language's answer to a client who asked for another."""
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = await client.request(method, path, json=body, headers=headers)
+    problem = await response.json()
+    assert response.status >= 400
+    assert response.headers["Content-Language"] == language
+    assert "Accept-Language" in vary(response)  # with or without the header in the request
+    assert bool(CYRILLIC.search(problem["title"] + problem["detail"])) == (language == "ru")
+
+
+async def test_an_answer_whose_language_does_not_depend_on_the_request_does_not_vary(
+    client: Client,
+) -> None:
+    for path in ("/products/", "/health", "/openapi.json"):
+        response = await client.get(path, headers={"Accept-Language": "ru"})
+        assert response.status == 200, path
+        assert "Content-Language" not in response.headers, path
+        assert "Accept-Language" not in vary(response), path
+
+
+def vary(response: Any) -> list[str]:
+    return [part.strip() for part in response.headers.get("Vary", "").split(",")]
+
+
 # --- the 422 `errors` map ----------------------------------------------------------------
 
 RAISED_FIELD_MESSAGE = re.compile(r'ValidationError\(\s*f?"([^"]+)"|: \["([^"]+)"\]')

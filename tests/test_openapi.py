@@ -256,7 +256,7 @@ async def test_a_price_filter_is_documented_as_the_text_it_must_be(
     ("method", "path", "field"),
     [
         ("patch", "/users/me/password", "new_password"),
-        ("post", "/login/refresh", "refresh_token"),
+        ("post", "/reset-password", "new_password"),
         ("post", "/products", "name"),
     ],
 )

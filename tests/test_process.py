@@ -6,6 +6,7 @@ import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -150,6 +151,42 @@ def test_bad_setting_stops_the_start_naming_the_variable(
     assert variable in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert database_untouched(tmp_path)  # stopped before touching anything
+
+
+def run_py(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python run.py ARGS` to its exit (no --port added), its output captured."""
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=REPO_ROOT,
+        env=environment(tmp_path, **env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-5", "0", "abc", "80.5"])
+@pytest.mark.parametrize("spelling", ["--port {}", "--port={}"])
+def test_port_is_validated_as_port_is(tmp_path: Path, port: str, spelling: str) -> None:
+    """Not a random port (99999), not a traceback (-5), not PORT's value instead (0)."""
+    result = run_py(tmp_path, *spelling.format(port).split(), PORT=str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "argument --port: expected an integer" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert database_untouched(tmp_path)  # refused before anything was touched
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "workers"])
+def test_a_port_in_use_is_one_line_naming_it_and_exit_1(tmp_path: Path, workers: list[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_py(tmp_path, "--host", "127.0.0.1", "--port", str(port), *workers)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("applied ")]
+    assert lines == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
 def test_short_secret_key_stops_the_start_without_echoing_it(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.app import create_app
 from service.db import migrations
 from service.db.dialect import Dialect
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from tests import engines
 from tests.helpers_process import (
     REPO_ROOT,
@@ -59,13 +59,17 @@ COMMAND_TIMEOUT = 30.0
 
 # Every command in a ```sh block matches exactly one of these; the test named runs it.
 CHECKS = {
-    "test_api_commands": r"^(TOKEN=\$\()?curl ",
+    # A curl (its output kept in a variable or not), or a field taken from a kept answer.
+    "test_api_commands": r"^([A-Z_]+=\$\()?curl |^[A-Z_]+=\$\(echo \"\$[A-Z_]+\" \| python3 -c ",
     "test_python_client_example": r"^\.venv/bin/pip install httpx==",
     "test_make_run_serves_the_docs": r"^make run$",
     "test_yoyo_commands": r"^\.venv/bin/yoyo (?!.*postgresql://)",
     "test_no_migrate_refuses_a_pending_migration": r"^\.venv/bin/python run\.py --no-migrate$",
+    "test_make_migrate_commands": r"(^|\s)make migrate$",
     "test_create_superuser_commands": r"run\.py create-superuser|-m service\.create_superuser",
-    "test_backup_while_serving": r"sqlite3\.connect\('products\.db'\)\.backup\(",
+    "test_backup_while_serving": (
+        r"sqlite3\.connect\('products\.db'\)\.backup\(|^cp -p products\.db\.secret_key "
+    ),
     "test_gunicorn_with_two_workers": r"^\.venv/bin/gunicorn ",
     "test_run_py_with_two_workers": r"^\.venv/bin/python run\.py --workers ",
     "test_one_test_file": r"^\.venv/bin/python -m pytest tests/",
@@ -212,7 +216,9 @@ def scratch_checkout(tmp_path: Path) -> Path:
     return root
 
 
-def run_shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_shell(
+    command: str, cwd: Path, env: dict[str, str], timeout: float = COMMAND_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-c", f"set -o pipefail\n{command}"],
         cwd=cwd,
@@ -220,7 +226,7 @@ def run_shell(command: str, cwd: Path, env: dict[str, str]) -> subprocess.Comple
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=COMMAND_TIMEOUT,
+        timeout=timeout,
     )
 
 
@@ -350,10 +356,7 @@ def test_api_commands(tmp_path: Path) -> None:
     pattern = re.compile(CHECKS["test_api_commands"])
     with started(tmp_path) as server:
         wait_until_serving(server)
-        placeholders = {
-            "<the refresh_token>": lambda: log_in(server, *ALICE)["refresh_token"],
-            "<id>": lambda: _another_session_id(server),
-        }
+        placeholders = {"<id>": lambda: _another_session_id(server)}
         variables: dict[str, str] = {}
         last_output: str | None = None
         ran = 0
@@ -389,13 +392,14 @@ def _run_curl(
     variables: dict[str, str],
     placeholders: dict[str, Callable[[], str]],
 ) -> str:
-    text = on_port(command.text, server.port)
+    curls = len(re.findall(r"\bcurl\b", command.text))
+    assert curls <= 1, f"{at(command)}\n    one curl per command"
+    text = on_port(command.text, server.port) if curls else command.text
     # The server writes its mail into the test's folder (MAIL_URL), not the checkout's ./mail.
     text = text.replace(" mail/*.eml", f" {tmp_path / 'mail'}/*.eml")
     for placeholder in _PLACEHOLDER.findall(text):
         assert placeholder in placeholders, f"{at(command)}\n    no value for {placeholder}"
         text = text.replace(placeholder, placeholders[placeholder]())
-    assert len(re.findall(r"\bcurl\b", text)) == 1, f"{at(command)}\n    one curl per command"
     headers_file = tmp_path / "headers.txt"
     headers_file.unlink(missing_ok=True)
     assigned = _ASSIGNMENT.match(text)
@@ -408,6 +412,19 @@ def _run_curl(
     )
     result = run_shell(script, REPO_ROOT, env)
     assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+    if curls:
+        _check_response(command, headers_file, result)
+    if assigned:
+        value = value_file.read_text(encoding="utf-8")
+        assert value, f"{at(command)}\n    left {assigned.group(1)} empty"
+        variables[assigned.group(1)] = value
+    return result.stdout
+
+
+def _check_response(
+    command: Command, headers_file: Path, result: subprocess.CompletedProcess[str]
+) -> None:
+    """The status (and headers) the command's comment claims, else a 2xx."""
     assert headers_file.exists(), f"{at(command)}\n    curl never ran"
     status, headers = _last_response_headers(headers_file.read_text(encoding="latin-1"))
     expected = _STATUS_CLAIM.match(command.comment)
@@ -416,11 +433,6 @@ def _run_curl(
         _check_header_claims(command, expected.group(2), headers)
     else:
         assert 200 <= status < 300, f"{at(command)}\n    got {status}: {result.stdout}"
-    if assigned:
-        value = value_file.read_text(encoding="utf-8")
-        assert value, f"{at(command)}\n    left {assigned.group(1)} empty"
-        variables[assigned.group(1)] = value
-    return result.stdout
 
 
 def _last_response_headers(dump: str) -> tuple[int, dict[str, str]]:
@@ -538,6 +550,33 @@ def test_no_migrate_refuses_a_pending_migration(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "app.db").exists()
 
 
+MAKE_TIMEOUT = 180.0  # make first checks the runtime requirements with pip
+
+
+def test_make_migrate_commands(tmp_path: Path) -> None:
+    """The database the settings name (./products.db unset), its folder made, applied ids said."""
+    root = scratch_checkout(tmp_path)
+    for name in ("Makefile", "run.py", "service", *REQUIREMENTS):
+        (root / name).symlink_to(REPO_ROOT / name)
+    absolute = tmp_path / "srv"
+    known = migrations.known_migration_ids()
+    env = environment(tmp_path)
+    del env["DATABASE_PATH"]  # make migrate alone: the default database
+    for command in readme_commands("test_make_migrate_commands"):
+        text = command.text.replace("=/srv/", f"={absolute}/")
+        result = run_shell(text, root, env, timeout=MAKE_TIMEOUT)
+        assert result.returncode == 0, f"{at(command)}\n{result.stdout}\n{result.stderr}"
+        assigned = re.match(r"DATABASE_PATH=(\S+) ", text)
+        database = Path(assigned.group(1)) if assigned else root / "products.db"
+        said = f"sqlite:///{database if assigned else 'products.db'}: applied {len(known)} "
+        assert said in result.stdout, f"{at(command)}\n{result.stdout}"
+        assert migrations.pending_sync(database, known) == [], at(command)
+    assert (absolute / "data").stat().st_mode & 0o777 == 0o700  # "creates /srv/data"
+
+
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-assets.txt")
+
+
 def test_create_superuser_commands(tmp_path: Path) -> None:
     """Each command makes a superuser who can log in with the password it printed."""
     listed = readme_commands("test_create_superuser_commands")
@@ -589,25 +628,37 @@ async def _superuser_logs_in(home: Path, username: str, password: str) -> bool:
 
 
 def test_backup_while_serving(tmp_path: Path) -> None:
-    """The backup, taken while the server runs, holds a commit still only in the WAL."""
-    (command,) = readme_commands("test_backup_while_serving")
+    """The backup, taken while the server runs, holds a commit still only in the WAL; served
+    with the key file copied beside it, the tokens issued before still work."""
+    backup, copy_key = readme_commands("test_backup_while_serving")
     root = scratch_checkout(tmp_path)
-    with started(tmp_path, DATABASE_PATH=str(root / "products.db")) as server:
+    generated_key = {"SECRET_KEY": ""}  # unset: the key file, as a default install has it
+    with started(tmp_path, DATABASE_PATH=str(root / "products.db"), **generated_key) as server:
         wait_until_serving(server)
         status, _, body = call(server, "POST", "/products/", {"name": "Backed up", "price": 1})
         assert status == 201, body
+        assert call(server, "POST", "/users/signup", ALICE_BODY)[0] == 201
+        token = log_in(server, *ALICE)["access_token"]
         assert (root / "products.db-wal").stat().st_size > 0  # a plain copy would miss it
-        result = run_shell(command.text, root, environment(tmp_path))
-        assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
+        for command in (backup, copy_key):
+            result = run_shell(command.text, root, environment(tmp_path))
+            assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
         assert get(server, "/health/ready")[0] == 200  # the server went on serving
-    backup = sqlite3.connect(root / "backup.db")
+    backup_file = sqlite3.connect(root / "backup.db")
     try:
-        assert backup.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        names = [row[0] for row in backup.execute("SELECT name FROM products")]
+        assert backup_file.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        names = [row[0] for row in backup_file.execute("SELECT name FROM products")]
     finally:
-        backup.close()
+        backup_file.close()
     assert names == ["Backed up"]
     assert migrations.pending_sync(root / "backup.db", migrations.known_migration_ids()) == []
+    assert (root / "backup.db.secret_key").stat().st_mode & 0o777 == 0o600
+    # "serve it with DATABASE_PATH=backup.db": the token issued before the backup works.
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    with started(restored, DATABASE_PATH=str(root / "backup.db"), **generated_key) as server:
+        wait_until_serving(server)
+        assert get(server, "/users/me", token)[0] == 200, server.stderr()
 
 
 def test_gunicorn_with_two_workers(tmp_path: Path, stop_group: Stopper) -> None:
@@ -719,6 +770,8 @@ def _shape(line: str) -> str:
     example |= {"login_account_failures": (2, None)}
     example |= {"sessions": (57, None), "spent_refresh_tokens": (38, None)}
     example |= {"account_tokens": (2, None), "outbox": (9, 10)}
+    example |= {"totp_secrets": (4, None), "totp_recovery_codes": (30, None)}
+    example |= {"mfa_challenges": (0, None)}
     table = line.partition(":")[0]
     if table not in example:
         return line
@@ -817,6 +870,69 @@ def test_log_line_example(tmp_path: Path) -> None:
     post = [line for line in lines if "POST /products/ " in line]
     assert len(post) == 1 and LOG_LINE.fullmatch(post[0]), lines
     assert post[0].endswith("request_id=proc-post client=127.0.0.1")
+
+
+_ALLOWED = re.compile(r"; allowed: ([^|;]+?) \|$")
+_SIZE_UNITS = {"": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def settings_rows() -> dict[str, str]:
+    """The settings table: each variable's row."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Settings (environment variables)") :]
+    section = section[: section.index("\n### ")]
+    rows = {}
+    for line in section.splitlines():
+        if found := re.match(r"^\| `([A-Z_]+)` \|", line):
+            rows[found.group(1)] = line
+    return rows
+
+
+def test_every_numeric_setting_states_the_range_the_service_allows() -> None:
+    """A row says `allowed: 1-65535` (bounds in) or `allowed: above 0, below 86400`, and the
+    service takes exactly that: the bounds as said, and nothing beyond them."""
+    rows = settings_rows()
+    numeric = [name for name in rows if _is_numeric(name)]
+    assert {"PORT", "MAX_BODY_BYTES", "LOG_ROTATION", "REQUEST_TIMEOUT_SECONDS"} <= set(numeric)
+    for name in numeric:
+        allowed = _ALLOWED.search(rows[name])
+        assert allowed, f"README.md: the row of {name} states no `; allowed: ...` range"
+        accepted, refused = _edges(allowed.group(1))
+        for value in accepted:
+            assert _accepts(name, value), f"{name}={value} is refused; README: {allowed.group(1)}"
+        for value in refused:
+            assert not _accepts(name, value), f"{name}={value} is taken; README: {allowed.group(1)}"
+
+
+def _is_numeric(name: str) -> bool:
+    try:
+        Settings.from_env({name: "not-a-number"})
+    except SettingsError as error:
+        return bool(re.search(r"expected an integer|expected a number|expected a size", str(error)))
+    return False
+
+
+def _accepts(name: str, value: str) -> bool:
+    try:
+        Settings.from_env({name: value})
+    except SettingsError:
+        return False
+    return True
+
+
+def _edges(allowed: str) -> tuple[list[str], list[str]]:
+    """Values just inside and just outside a stated range."""
+    if found := re.fullmatch(r"above (\d+), (below|at most) (\d+)", allowed):
+        low, high = float(found.group(1)), float(found.group(3))
+        top_in = found.group(2) == "at most"
+        inside = [low + 0.01, high if top_in else high - 0.01]
+        outside = [low, high + 0.01 if top_in else high]
+        return [str(v) for v in inside], [str(v) for v in outside]
+    found = re.fullmatch(r"(\d+)(?: ([KMG]B))?-(\d+)(?: ([KMG]B))?", allowed)
+    assert found, f"cannot read the range {allowed!r}"
+    low = int(found.group(1)) * _SIZE_UNITS[found.group(2) or ""]
+    high = int(found.group(3)) * _SIZE_UNITS[found.group(4) or ""]
+    return [str(low), str(high)], [str(low - 1), str(high + 1)]
 
 
 def test_layout_lists_every_module() -> None:

@@ -178,6 +178,8 @@ async def test_the_message_and_the_answer_follow_accept_language(
     response = await recover(mail_client, "fedor@example.com", **{"Accept-Language": "ru, en"})
     assert response.status == 202
     assert (await response.json())["detail"].startswith("Если у активной учётной записи")
+    assert response.headers["Content-Language"] == "ru"
+    assert "Accept-Language" in response.headers["Vary"]
     message = await one_message(smtp)
     assert message["Subject"] == "Сброс пароля"
     assert "Здравствуйте, fedor!" in text_part(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,9 @@ class Accounts:
     # Called once a unit of work that queued mail has committed: wakes this process's
     # sender, so the message goes now rather than at its next poll.
     mail_queued: Callable[[], None] = lambda: None
+    # What time it is, for TOTP codes and second-factor challenges: tests inject their own
+    # and compute real codes with pyotp at it.
+    clock: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True, slots=True)

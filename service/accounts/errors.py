@@ -97,3 +97,43 @@ class EmailNotVerified(AccountError):
 
 class EmailRequired(AccountError):
     """REQUIRE_VERIFIED_EMAIL is on: signing up needs an email address."""
+
+
+class SecondFactorRequired(AccountError):
+    """The right password of a user with TOTP on: the login continues at /login/mfa."""
+
+    def __init__(self, mfa_token: str) -> None:
+        super().__init__("second factor required")  # never the token: errors reach logs
+        self.mfa_token = mfa_token
+
+
+class InvalidMfaToken(AccountError):
+    """An mfa_token that is unknown, expired, used, dead of wrong codes, or outdated."""
+
+
+class IncorrectLoginCode(AccountError):
+    """A wrong second factor at login (counted against the mfa_token and the throttle)."""
+
+
+class InvalidCode(AccountError):
+    """A wrong TOTP or recovery code on the caller's own TOTP routes."""
+
+
+class CodeChecksLocked(AccountError):
+    """Too many wrong codes on the caller's TOTP routes: the asking session ended."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class TotpAlreadyEnabled(AccountError):
+    """The caller's TOTP is on already: disable it first."""
+
+
+class TotpNotEnabled(AccountError):
+    """The caller has no TOTP on."""
+
+
+class TotpNotPending(AccountError):
+    """No enrollment to confirm (none started, or replaced meanwhile)."""

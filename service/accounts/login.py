@@ -8,7 +8,7 @@ The steps, in this order, are the places later rules go:
 3. `_verdict`, in the one unit of work that also opens the session: the throttle again
    (parallel attempts each see the failures committed before them), then what the
    verified user may do. A check that the user is still as verified (same password hash,
-   token version, active flag: `_still_as_verified`), or a second factor that must come
+   token version, active flag: `_as_verified`), or a second factor that must come
    before a session, is decided there, before `open_session`.
 """
 
@@ -19,9 +19,14 @@ import enum
 
 from loguru import logger
 
-from service.accounts import sessions, throttle
+from service.accounts import second_factor, sessions, throttle
 from service.accounts.context import Accounts, Caller
-from service.accounts.errors import EmailNotVerified, InactiveUser, IncorrectLogin
+from service.accounts.errors import (
+    EmailNotVerified,
+    InactiveUser,
+    IncorrectLogin,
+    SecondFactorRequired,
+)
 from service.accounts.sessions import OpenedSession, Tokens
 from service.accounts.throttle import ThrottleKey
 from service.db import Connection
@@ -37,25 +42,37 @@ class Verdict(enum.Enum):
     REFUSED = "refused"  # unknown user or wrong password: one more failure counted
     INACTIVE = "inactive"  # the right password of a deactivated user
     UNVERIFIED = "unverified"  # the right password, REQUIRE_VERIFIED_EMAIL, no verified address
+    SECOND_FACTOR = "second_factor"  # the right password of a user with TOTP on: a code next
     ACCEPTED = "accepted"  # a session opens
 
 
 async def log_in(accounts: Accounts, *, username: str, password: str, caller: Caller) -> Tokens:
-    """Tokens of a new session, or IncorrectLogin, InactiveUser, LoginLocked."""
+    """Tokens of a new session, or IncorrectLogin, InactiveUser, LoginLocked.
+
+    SecondFactorRequired (with an mfa_token, and no session) for a user with TOTP on.
+    """
     key = throttle.throttle_key(username, caller.address, secret=accounts.token_key)
     async with accounts.database.read() as conn:
         await throttle.refuse_login_if_locked(conn, accounts.settings, key)  # spare the hash
     user = await authenticate(accounts, username=username, password=password)
     opened: OpenedSession | None = None
+    mfa_token: str | None = None
     try:
         async with accounts.database.transaction() as conn:
             verdict = await _verdict(conn, accounts, key, user)
             if verdict is Verdict.ACCEPTED and user is not None:
                 opened = await sessions.open_session(conn, accounts, user=user, caller=caller)
+            if verdict is Verdict.SECOND_FACTOR and user is not None:
+                mfa_token = await second_factor.issue_challenge(conn, accounts, user=user)
     except session_queries.UserGone:  # deleted while the password was being verified
         raise IncorrectLogin from None
     if opened is not None and user is not None:
         return sessions.issue_tokens(accounts, user=user, session=opened)
+    if mfa_token is not None and user is not None:
+        logger.bind(request_id=caller.request_id).info(
+            f"password accepted for user {user.id}; a second factor is asked"
+        )
+        raise SecondFactorRequired(mfa_token)
     # Raised after the unit of work, so that the failure it counted is committed.
     if verdict is Verdict.INACTIVE:
         raise InactiveUser
@@ -105,19 +122,25 @@ async def _verdict(
     says nothing about the password.
     """
     await throttle.refuse_login_if_locked(conn, accounts.settings, key)
-    if user is None or not await _still_as_verified(conn, user):
+    stored = None if user is None else await _as_verified(conn, user)
+    if stored is None:
         await throttle.record_login_failure(conn, accounts.settings, key)
         return Verdict.REFUSED
-    await throttle.clear_login(conn, key)
-    if not user.is_active:
+    if not stored.totp_enabled:
+        # With TOTP on only the second step clears the failures: otherwise the password
+        # would reset the count of wrong codes before each new mfa_token.
+        await throttle.clear_login(conn, key)
+    if not stored.is_active:
         return Verdict.INACTIVE
-    if _must_verify(accounts, user):
+    if _must_verify(accounts, stored):
         return Verdict.UNVERIFIED
+    if stored.totp_enabled:  # as stored now: enabled meanwhile still asks for a code
+        return Verdict.SECOND_FACTOR
     return Verdict.ACCEPTED
 
 
-async def _still_as_verified(conn: Connection, user: User) -> bool:
-    """Whether the user is stored as he was when his password was verified.
+async def _as_verified(conn: Connection, user: User) -> User | None:
+    """The user as stored now, if he is as he was when his password was verified.
 
     The hash is verified outside any unit of work (~0.1 s): a password change, a reset or
     a deactivation committed meanwhile ended the sessions that existed then, so a session
@@ -125,11 +148,13 @@ async def _still_as_verified(conn: Connection, user: User) -> bool:
     wrong password.
     """
     now = await user_queries.get_by_id(conn, user_id=user.id)
-    return now is not None and (now.hashed_password, now.token_version, now.is_active) == (
+    if now is None or (now.hashed_password, now.token_version, now.is_active) != (
         user.hashed_password,
         user.token_version,
         user.is_active,
-    )
+    ):
+        return None
+    return now
 
 
 def _must_verify(accounts: Accounts, user: User) -> bool:

@@ -73,6 +73,8 @@ def issue_tokens(accounts: Accounts, *, user: User, session: OpenedSession) -> T
 
 async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> Tokens:
     """Spend `refresh_token` for new tokens of its session; a replayed one ends the session."""
+    if not tokens.is_refresh_token_shaped(refresh_token):
+        raise InvalidRefreshToken  # no token of ours: refused like an unknown one
     token_hash = tokens.refresh_token_hash(refresh_token)
     renewed: OpenedSession | None = None
     user: User | None = None

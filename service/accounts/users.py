@@ -155,6 +155,16 @@ async def change_own_password(
         await _update(conn, me.id, {"hashed_password": new_hash}, keep_session=session)
 
 
+async def check_current_password(
+    accounts: Accounts, *, me: User, session: str, password: str
+) -> None:
+    """The caller's password, checked and counted as for a password change.
+
+    IncorrectPassword, or PasswordChecksLocked (ending `session`) past the limit.
+    """
+    await _check_password(accounts, me, password, session=session)
+
+
 async def set_password(conn: Connection, *, user_id: int, hashed_password: str) -> None:
     """A new password set without the old one (a reset link), in the caller's unit of work.
 

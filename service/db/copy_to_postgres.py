@@ -70,8 +70,9 @@ TABLES = (
         (
             *("id", "username", "email", "full_name", "hashed_password", "is_active"),
             *("is_superuser", "token_version", "created_at", "updated_at", "email_verified"),
+            "totp_enabled",
         ),
-        booleans=frozenset({"is_active", "is_superuser", "email_verified"}),
+        booleans=frozenset({"is_active", "is_superuser", "email_verified", "totp_enabled"}),
         identity=True,
     ),
     Table(
@@ -110,6 +111,19 @@ TABLES = (
             *("attempts", "next_attempt_at", "last_error", "created_at", "finished_at"),
         ),
         identity=True,
+    ),
+    Table(
+        "totp_secrets",
+        ("user_id", "ciphertext", "key_id", "enabled", "last_used_step", "created_at"),
+        booleans=frozenset({"enabled"}),
+    ),
+    Table("totp_recovery_codes", ("user_id", "code_hash")),
+    Table(
+        "mfa_challenges",
+        (
+            *("token_hash", "user_id", "token_version", "password_fingerprint", "failures"),
+            *("created_at", "expires_at"),
+        ),
     ),
 )
 

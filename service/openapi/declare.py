@@ -57,6 +57,17 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "string", "pattern": "^[0-9]+$", "examples": _one("840")},
     },
+    "Content-Language": {
+        "description": "The language of the answer's texts (a problem's `title`, `detail` "
+        "and `errors`): `ru` when Accept-Language prefers Russian, else `en`",
+        "required": True,
+        "schema": {"type": "string", "enum": ["en", "ru"]},
+    },
+    "Vary": {
+        "description": "Names `Accept-Language`: the answer's texts follow it",
+        "required": True,
+        "schema": {"type": "string", "pattern": "[Aa]ccept-[Ll]anguage"},
+    },
     "Cache-Control": {
         "description": "`no-store`: tokens are never cached",
         "required": True,

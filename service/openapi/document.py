@@ -14,7 +14,8 @@ What every operation gets here, whoever writes the route:
   `application/json`, `application/x-www-form-urlencoded` for a form;
 - each response's media type: `application/json` for a success with a body,
   `application/problem+json` for an error; a 204 has none;
-- `X-Request-ID` and `X-Process-Time-ms` on every response, `WWW-Authenticate` on 401,
+- `X-Request-ID` and `X-Process-Time-ms` on every response, `Content-Language` and `Vary`
+  on every error (its texts follow Accept-Language), `WWW-Authenticate` on 401,
   `Retry-After` on 429 and 503, the headers of @response_headers;
 - `security` from @requires (401 and 403 documented), `security: []` on public routes;
 - a field with metadata `x-enum-name` (and `x-enum-varnames`) becomes a named schema.
@@ -56,12 +57,16 @@ A rebuild of the FastAPI workshop backend: products, users, JWT login.
 * Prices are JSON numbers with at most 2 decimals, stored exactly.
 * `/users/{user}` is one path for two kinds of key: GET reads it as a username (which may
   be all digits), PATCH and DELETE as the user's id (anything else is 404).
+* Two-factor login: for a user with TOTP on, `/login/access-token` answers the right
+  password with 403 `Second factor required` and an `mfa_token`; `/login/mfa` trades it
+  and a code for the tokens.
 
 The conventions (errors, paging, ETags, sessions, throttling) are in docs/API.md.
 """
 TAGS = [
     {"name": "login", "description": "Log in (OAuth2 password flow), refresh, log out"},
     {"name": "users", "description": "Signup, your own account and sessions, administration"},
+    {"name": "two-factor", "description": "Two-factor login (TOTP) and recovery codes"},
     {"name": "products", "description": "The product catalogue; writes as configured"},
     {"name": "health", "description": "Liveness and readiness probes"},
 ]
@@ -158,6 +163,8 @@ def _response(status: int, declared: dict[str, Any], extra: tuple[str, ...]) -> 
     elif "content" in declared:
         response["content"] = declared["content"]
     names = ["X-Request-ID", "X-Process-Time-ms", *_STATUS_HEADERS.get(status, ()), *extra]
+    if status >= 400:
+        names += _LANGUAGE_HEADERS
     headers: dict[str, Any] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
     if status == 503:  # only when the database does not answer: not on every 503
         headers["Retry-After"] = {**HEADERS["Retry-After"], "required": False}
@@ -166,6 +173,7 @@ def _response(status: int, declared: dict[str, Any], extra: tuple[str, ...]) -> 
 
 
 _STATUS_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",)}
+_LANGUAGE_HEADERS = ["Content-Language", "Vary"]
 
 
 def _name_enums(document: dict[str, Any]) -> None:

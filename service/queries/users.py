@@ -27,6 +27,7 @@ class User:
     created_at: str
     updated_at: str
     email_verified: bool = False  # false again whenever the email changes
+    totp_enabled: bool = False  # a login needs a second factor (service/accounts/totp.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class UserPage:
 
 _COLUMNS = (
     "id, username, email, full_name, hashed_password, is_active, is_superuser, "
-    "token_version, created_at, updated_at, email_verified"
+    "token_version, created_at, updated_at, email_verified, totp_enabled"
 )
 
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = :id"
@@ -91,6 +92,9 @@ ORDER BY id LIMIT :limit
 SET_EMAIL_VERIFIED = """
 UPDATE users SET email_verified = TRUE, updated_at = :now WHERE id = :id AND email = :email
 """
+
+# Only in the unit of work that enables or disables the user's TOTP secret.
+SET_TOTP_ENABLED = "UPDATE users SET totp_enabled = :enabled, updated_at = :now WHERE id = :id"
 
 # Columns update_user may change; `password` arrives already hashed as hashed_password.
 UPDATABLE = ("username", "email", "full_name", "hashed_password", "is_active", "is_superuser")
@@ -207,6 +211,12 @@ async def set_email_verified(conn: Connection, *, user_id: int, email: str) -> b
     return await conn.execute(SET_EMAIL_VERIFIED, params) > 0
 
 
+async def set_totp_enabled(conn: Connection, *, user_id: int, enabled: bool) -> bool:
+    """Record whether the user's logins need a second factor; False if there is no user."""
+    params = {"id": user_id, "enabled": enabled, "now": utc_now()}
+    return await conn.execute(SET_TOTP_ENABLED, params) > 0
+
+
 async def count_other_active_superusers(conn: Connection, *, user_id: int) -> int:
     """How many active superusers there are besides `user_id`."""
     row = await conn.fetch_one(COUNT_OTHER_ACTIVE_SUPERUSERS, {"id": user_id})
@@ -226,4 +236,5 @@ def _user(row: Row) -> User:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         email_verified=bool(row["email_verified"]),
+        totp_enabled=bool(row["totp_enabled"]),
     )

@@ -10,6 +10,7 @@ from service.accounts import login, sessions
 from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
 from service.client_address import caller
+from service.metrics.web import counts_login_outcomes
 from service.openapi import error_responses, no_content, response_headers
 from service.representations import tokens_json, user_json
 from service.responses import json_response
@@ -33,12 +34,15 @@ routes = web.RouteTableDef()
     "1, 2, 4, ... s (at most LOGIN_ACCOUNT_MAX_DELAY_SECONDS): 429 with Retry-After "
     "meanwhile. A login whose "
     "user's password changed, or who was deactivated, while the password was being checked "
-    "gets 401 too.",
-    responses=error_responses(400, 401, 415, 422, 429),
+    "gets 401 too. A user with two-factor login on gets, for the right password, 403 "
+    "`Second factor required` with an `mfa_token` member (no tokens, no session): send it "
+    "with a code to /login/mfa.",
+    responses=error_responses(400, 401, 403, 415, 422, 429),
 )
 @form_schema(LoginFormSchema)
 @response_schema(TokenSchema, 200, description="A bearer token (Cache-Control: no-store)")
 @response_headers(200, "Cache-Control")
+@counts_login_outcomes
 async def login_access_token(request: web.Request) -> web.Response:
     form = request[keys.FORM]
     issued = await login.log_in(
@@ -58,7 +62,8 @@ async def login_access_token(request: web.Request) -> web.Response:
     description="The refresh token rotates: the one sent is spent. Presenting the one "
     "spent last again is treated as theft: 401, and its whole session ends (older spent "
     "ones: 401). A session lasts at most SESSION_MAX_AGE_DAYS from its login: after that, "
-    "401. Form or JSON body.",
+    "401. Any malformed refresh token (empty, too long, not one the service issued) is 401 "
+    "like an unknown one; a `refresh_token` that is not a string: 422. Form or JSON body.",
     responses=error_responses(400, 401, 415, 422),
 )
 @accepts_form_too

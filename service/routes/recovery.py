@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp_apispec import docs, request_schema, response_schema
 
-from service import keys, messages
+from service import headers, keys, messages
 from service.accounts import recovery, verification
 from service.auth import Access, current_user, requires
 from service.client_address import caller
-from service.openapi import error_responses, no_content
+from service.openapi import error_responses, no_content, response_headers
 from service.responses import json_response
 from service.schemas.recovery import (
     AcceptedSchema,
@@ -37,6 +37,7 @@ _BODY_ERRORS = (400, 413, 415, 422)
 )
 @request_schema(RecoverySchema)
 @response_schema(AcceptedSchema, 202, description="Taken (whether or not the address is known)")
+@response_headers(202, "Content-Language", "Vary")
 async def password_recovery(request: web.Request) -> web.Response:
     language = _language(request)
     await recovery.request_reset(
@@ -78,6 +79,7 @@ async def reset_password(request: web.Request) -> web.Response:
 )
 @requires(Access.USER)
 @response_schema(AcceptedSchema, 202, description="The message is queued")
+@response_headers(202, "Content-Language", "Vary")
 async def request_verification(request: web.Request) -> web.Response:
     language = _language(request)
     await verification.request_verification(
@@ -109,4 +111,4 @@ def _accepted(message_key: str, language: messages.Language) -> web.Response:
 
 
 def _language(request: web.Request) -> messages.Language:
-    return messages.preferred_language(request.headers.get("Accept-Language"))
+    return headers.answer_language(request)

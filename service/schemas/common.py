@@ -22,6 +22,12 @@ class ProblemSchema(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "422 only: messages per field; `_schema` for the body as a whole"},
     )
+    mfa_token = fields.String(
+        metadata={
+            "description": "A login's 403 `Second factor required` only: send it with a "
+            "code to /login/mfa within 5 minutes (single use)"
+        }
+    )
 
 
 class PageQuerySchema(Schema):

@@ -113,6 +113,9 @@ class UserSchema(Schema):
     full_name = fields.String(required=True, allow_none=True, metadata={"example": "Alice"})
     is_active = fields.Boolean(required=True)
     is_superuser = fields.Boolean(required=True)
+    totp_enabled = fields.Boolean(
+        required=True, metadata={"description": "Logins need a second factor (TOTP)"}
+    )
     created_at = fields.DateTime(required=True, metadata={"example": "2026-11-27T10:00:00+00:00"})
     updated_at = fields.DateTime(required=True, metadata={"example": "2026-11-27T10:00:00+00:00"})
 
@@ -150,7 +153,11 @@ class TokenSchema(Schema):
 
 
 class RefreshSchema(Schema):
-    refresh_token = Text(required=True, validate=validate.Length(min=1, max=512))
+    # Any string: a malformed token (empty, 5,000 characters, NUL) is refused with 401 as an
+    # unknown one is, so that a client that logs in again on 401 needs no other case.
+    refresh_token = fields.String(
+        required=True, metadata={"description": "The refresh_token of a login or refresh"}
+    )
 
 
 class SessionSchema(Schema):
