@@ -1,15 +1,18 @@
-"""Tables for bench/postgres.sh from one compare.sh run folder (stdlib only).
+"""Tables for bench/postgres.sh from one run folder (stdlib only).
 
     pgreport.py RUN_DIR      (RUN_DIR holds results.tsv and <label>-r<round>/ folders)
 
-1. req/s and p99 per scenario for sqlite (a), pg1 (b), pg2 (c) (and fastapi), medians over
-   rounds, with the paired per-round ratios (b)/(a), (c)/(b) and ÷ fastapi.
+1. req/s and p99 per scenario for every competitor but the variants, medians over rounds,
+   with the paired per-round ratios (b)/(a), (c)/(b), new ÷ baseline (pg1 ÷ pg1_base, ...)
+   and ÷ fastapi, those that ran.
 2. The variants against their counterparts, when they ran.
 3. Every non-2xx response and socket error (they should all be 0).
-4. Where the CPU went during each measured wrk run (lib/cpuwatch.py's samples), in % of one
+4. The database's lock waits, commits and logged errors during each measured run
+   (results-pgwatch.tsv, from lib/pgwatch.py), when sampled.
+5. Where the CPU went during each measured wrk run (lib/cpuwatch.py's samples), in % of one
    core, medians over rounds: the nodes, their PostgreSQL backends, the rest of PostgreSQL,
-   nginx, wrk, and the whole machine (2 cores = 200%), and the CPU per request of
-   nodes + backends + nginx.
+   nginx, the delay proxy, wrk, and the whole machine (2 cores = 200%), and the CPU per
+   request of nodes + backends + nginx.
 """
 
 from __future__ import annotations
@@ -24,15 +27,40 @@ from pathlib import Path
 
 ORDER = [
     "products-get",
+    "products-list",
     "users-me",
     "products-post",
+    "products-put",
     "login",
     "products-get-16c",
     "mixed:products-get-16c",
     "mixed:login(bg)",
+    "refresh",
+    "write-mix:login",
+    "write-mix:refresh",
+    "write-mix:products-post",
+    "write-mix:products-put",
+    "write-mix:products-get",
 ]
 NAMES = {"fastapi": "fastapi", "sqlite": "(a) sqlite", "pg1": "(b) pg1", "pg2": "(c) pg2"}
-RATIOS = [("pg1", "sqlite", "(b)÷(a)"), ("pg2", "pg1", "(c)÷(b)")]
+RATIOS = [
+    ("pg1", "sqlite", "(b)÷(a)"),
+    ("pg2", "pg1", "(c)÷(b)"),
+    ("pg2_base", "pg1_base", "pg2_base÷pg1_base"),
+    ("pg1", "pg1_base", "pg1÷pg1_base"),
+    ("pg2", "pg2_base", "pg2÷pg2_base"),
+    ("sqlite", "sqlite_base", "sqlite÷sqlite_base"),
+]
+VARIANTS = {"pg1_nginx", "pg1_async"}
+SCRIPTS = {
+    "products_get": "products-get",
+    "get": "products-list",
+    "users_me": "users-me",
+    "products_post": "products-post",
+    "products_put": "products-put",
+    "login": "login",
+    "refresh": "refresh",
+}
 VARIANT_RATIOS = [
     ("pg1_nginx", "pg1", "pg1_nginx÷pg1"),
     ("pg2", "pg1_nginx", "pg2÷pg1_nginx"),
@@ -103,30 +131,83 @@ def cpu_windows(folder: Path) -> dict[str, dict[str, float]]:
         return {}
     measured = max(gets)
     background = [(a, b) for s, _, d, a, b in parsed if s == "login" and d == measured + 2]
+    runs = [(a, b) for _, _, d, a, b in parsed if d == measured]
     out = {}
     for script, conns, duration, first, last in parsed:
         if duration != measured or last - first < 2:
             continue
-        name = {
-            "products_get": "products-get",
-            "users_me": "users-me",
-            "products_post": "products-post",
-            "login": "login",
-        }.get(script, script)
+        name = SCRIPTS.get(script, script)
         if script == "products_get" and conns == 16:
             overlaps = any(a <= last and first <= b for a, b in background)
             name = "mixed:products-get-16c" if overlaps else "products-get-16c"
+        if sum(a <= last and first <= b for a, b in runs) > 2:  # itself and 2 more at once
+            name = "write-mix"
         t0, t1 = samples[first], samples[last]
         seconds = t1[0] - t0[0]
         out[name] = {g: (t1[i] - t0[i]) / hz / seconds * 100 for i, g in enumerate(header) if i}
     return out
 
 
+def waits_table(run: Path) -> None:
+    """The database's lock waits and failures per competitor and scenario (pgwatch.py)."""
+    tsv = run / "results-pgwatch.tsv"
+    if not tsv.exists():
+        return
+    rows: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    with tsv.open() as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            rows[row["label"], row["scenario"]].append(row)
+    print("\n## Lock waits and failed transactions in the database (pgwatch.py)\n")
+    print(
+        "Sampled every 0.2 s during the measured run: client backends of the bench database "
+        "that are active, and of them waiting on a lock (advisory: the global lock; row: "
+        "`transactionid`/`tuple`), medians over rounds; waiting % = lock-waiting samples of "
+        "all active ones. Commits, rollbacks (read snapshots end in ROLLBACK too) and "
+        "deadlocks from pg_stat_database, and the server log's ERRORs for the database "
+        "(serialization failures, deadlocks, lock timeouts, others): sums over rounds.\n"
+    )
+    print(
+        "| competitor | scenario | active | waiting | advisory | row | waiting % | commits "
+        "| rollbacks | deadlocks | serialization ERRORs | deadlock ERRORs | lock timeouts "
+        "| other ERRORs |"
+    )
+    print("|---|---|" + "---:|" * 12)
+
+    def median_of(group: list[dict[str, str]], key: str) -> str:
+        return f"{med([float(r[key]) for r in group]):.2f}"
+
+    def total(group: list[dict[str, str]], key: str) -> str:
+        values = [r[key] for r in group if r[key] != ""]
+        return f"{sum(int(v) for v in values):,}" if values else "—"
+
+    for (label, scenario), group in rows.items():
+        cells = [median_of(group, k) for k in ("active_avg", "lock_wait_avg")]
+        cells += [median_of(group, k) for k in ("advisory_wait_avg", "row_wait_avg")]
+        cells.append(f"{med([float(r['lock_wait_pct']) for r in group]):.1f}")
+        cells += [total(group, k) for k in ("commits", "rollbacks", "deadlocks")]
+        cells += [
+            total(group, k) for k in ("log_serialization", "log_deadlock", "log_lock_timeout")
+        ]
+        cells.append(total(group, "log_other_errors"))
+        print(f"| {label} | {scenario} | " + " | ".join(cells) + " |")
+    conflicts = defaultdict(int)
+    for log in run.glob("*-r*/app*.log"):
+        label = log.parent.name.rsplit("-r", 1)[0]
+        with log.open(errors="replace") as f:
+            conflicts[label] += sum("Write conflict" in line for line in f)
+    print(
+        "\nThe nodes' `Write conflict` warnings (a unit of work rolled back and answered 503), "
+        "per competitor, over all its starts and scenarios (seeding included): "
+        + ", ".join(f"{label} {n}" for label, n in sorted(conflicts.items()))
+        + "."
+    )
+
+
 def main() -> None:
     run = Path(sys.argv[1])
     by = load(run)
     labels = list(dict.fromkeys(label for label, _ in by))
-    main_labels = [label for label in NAMES if label in labels]
+    main_labels = [label for label in labels if label not in VARIANTS]
     scen = scenarios_of(by)
     rounds = max(len(v) for v in by.values())
 
@@ -141,29 +222,20 @@ def main() -> None:
             for x in ("sqlite", "pg1", "pg2")
             if x in labels
         ]
-    print(
-        "| scenario | conns | "
-        + " | ".join(NAMES[x] for x in main_labels)
-        + " | "
-        + " | ".join(r[2] for r in ratios)
-        + " |"
-    )
-    print("|---|---:|" + "---:|" * (len(main_labels) + len(ratios)))
+    columns = [NAMES.get(x, x) for x in main_labels] + [r[2] for r in ratios]
+    print("| scenario | conns | " + " | ".join(columns) + " |")
+    print("|---|---:|" + "---:|" * len(columns))
     for s in scen:
         label = next(x for x in labels if by.get((x, s)))
         rows = next(iter(by[label, s].values()))  # any row: its conns
-        print(
-            f"| {s} | {rows['conns']} | "
-            + " | ".join(cell(by, x, s) for x in main_labels)
-            + " | "
-            + " | ".join(ratio(by, t, b, s) for t, b, _ in ratios)
-            + " |"
-        )
+        cells = [cell(by, x, s) for x in main_labels]
+        cells += [ratio(by, t, b, s) for t, b, _ in ratios]
+        print(f"| {s} | {rows['conns']} | " + " | ".join(cells) + " |")
 
     variants = [r for r in VARIANT_RATIOS if r[0] in labels and r[1] in labels]
     if variants:
         print("\n## Variants (their scenarios only)\n")
-        vlabels = [x for x in labels if x not in NAMES]
+        vlabels = [x for x in labels if x in VARIANTS]
         print(
             "| scenario | "
             + " | ".join(vlabels)
@@ -198,30 +270,44 @@ def main() -> None:
         print("None: every competitor answered every request 2xx, with no socket error.")
     for label, s, non2xx, sockerr in bad:
         print(f"- {label} {s}: non2xx {non2xx}, socket errors {sockerr}")
+    logins = [
+        (label, s, sum(int(r.get("refresh_logins") or 0) for r in rows.values()))
+        for (label, s), rows in by.items()
+    ]
+    for label, s, n in logins:
+        if n:
+            print(f"- {label} {s}: {n} logins instead of refreshes (a connection lost its token)")
+
+    waits_table(run)
 
     print("\n## CPU during the measured run, % of one core (medians of the rounds)\n")
     print(
         "node = our run.py processes (fastapi: its uvicorn); pg_db = the PostgreSQL backends of "
-        "the bench database; pg_other = the rest of that PostgreSQL server; machine = every "
-        "process on the machine (of 200%). ms/req = (node + pg_db + nginx) CPU per request.\n"
+        "the bench database; pg_other = the rest of that PostgreSQL server; proxy = the delay "
+        "proxy (--delay); machine = every process on the machine (of 200%). ms/req = (node + "
+        "pg_db + nginx) CPU per request (write-mix: per request of all five types).\n"
     )
-    print("| competitor | scenario | node | pg_db | pg_other | nginx | wrk | machine | ms/req |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| competitor | scenario | node | pg_db | pg_other | nginx | proxy | wrk | machine "
+        "| ms/req |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label in labels:
         per_round = defaultdict(lambda: defaultdict(list))
         for folder in sorted(run.glob(f"{label}-r*")):
             for s, groups in cpu_windows(folder).items():
                 for g, v in groups.items():
                     per_round[s]["node" if g == "server" else g].append(v)
-        for s in scen:
-            if s not in per_round or not by.get((label, s)):
+        for s in [*scen, "write-mix"]:
+            parts = [x for x in scen if x.startswith("write-mix:")] if s == "write-mix" else [s]
+            if s not in per_round or not all(by.get((label, x)) for x in parts):
                 continue
             g = {k: med(v) for k, v in per_round[s].items()}
-            rps = med([float(r["rps"]) for r in by[label, s].values()])
+            rps = sum(med([float(r["rps"]) for r in by[label, x].values()]) for x in parts)
             own = g.get("node", 0) + g.get("pg_db", 0) + g.get("nginx", 0)
             cols = [
                 f"{g[k]:.0f}" if k in g else "—"
-                for k in ("node", "pg_db", "pg_other", "nginx", "wrk", "machine")
+                for k in ("node", "pg_db", "pg_other", "nginx", "proxy", "wrk", "machine")
             ]
             per_req = f"{own / 100 / rps * 1000:.2f}" if rps else "—"
             if s == "mixed:products-get-16c":

@@ -1,8 +1,10 @@
 """Seed the server through its own API (stdlib only), for bench/run.sh.
 
 Signs up a fresh regular user, logs in (writes token.txt and login_body.txt), checks
-GET /users/me, then creates N products with POST /products/ (writes ids.txt, one id a line).
-Any non-2xx answer stops it with the status and the start of the body.
+GET /users/me, then creates N products with POST /products/ (writes ids.txt, one id a line)
+and, with --sessions N, logs in N more times (4 at once) for the refresh scenarios (writes
+sessions.txt: one refresh token a line, each of its own session). Any non-2xx answer stops
+it with the status and the start of the body.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import sys
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -53,11 +56,28 @@ class Client:
         return self.call(method, path, json.dumps(payload).encode(), headers)
 
 
+def refresh_tokens(host: str, port: int, form: str, count: int) -> list[str]:
+    """`count` fresh sessions of the bench user: their refresh tokens."""
+
+    def log_in(_: int) -> str:
+        login = Client(host, port).call(
+            "POST",
+            "/login/access-token",
+            form.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        return str(login["refresh_token"])
+
+    with ThreadPoolExecutor(4) as pool:  # the server hashes 2 at a time: keep both busy
+        return list(pool.map(log_in, range(count)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="http://127.0.0.1:PORT")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=0)
     args = parser.parse_args()
     parts = urllib.parse.urlsplit(args.base)
     if parts.scheme != "http" or parts.hostname is None:
@@ -95,8 +115,14 @@ def main() -> None:
     if ids:
         client.call("GET", f"/products/{ids[0]}")
     (args.out_dir / "ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    sessions = refresh_tokens(client.host, client.port, form, args.sessions)
+    (args.out_dir / "sessions.txt").write_text("".join(f"{t}\n" for t in sessions))
     elapsed = time.perf_counter() - started
-    print(f"seeded user {username} and {len(ids)} products in {elapsed:.1f} s", file=sys.stderr)
+    print(
+        f"seeded user {username}, {len(ids)} products and {len(sessions)} sessions"
+        f" in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ wait-http URL PID TIMEOUT      wait until URL answers 2xx (exit 1 if PID dies or
 cpu-ticks PID                  utime+stime of PID (all threads) in clock ticks
 peak-rss PID                   peak resident memory (VmHWM) of PID and its descendants, MiB
 header                         the column header of `result` lines
-result --scenario ... FILES    one wrk run -> one printed line and one TSV row
+result --scenario ... FILES    one wrk run -> one printed line and one TSV row (with --label,
+                               --round: the competitor and round, for bench/postgres.sh)
 check TSV                      exit 1 if any row has non-2xx responses or socket errors
 """
 
@@ -23,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 COLUMNS = [
+    "label",
+    "round",
     "scenario",
     "conns",
     "rps",
@@ -35,6 +38,7 @@ COLUMNS = [
     "sock_errors",
     "server_cpu_pct",
     "wrk_cpu_pct",
+    "refresh_logins",
 ]
 HEADER = (
     f"{'scenario':<26}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
@@ -106,6 +110,8 @@ def result(argv: list[str]) -> None:
     p.add_argument("--ticks-before", default="")
     p.add_argument("--ticks-after", default="")
     p.add_argument("--tsv", type=Path, required=True)
+    p.add_argument("--label", default="")
+    p.add_argument("--round", default="")
     a = p.parse_args(argv)
 
     text = a.wrk_out.read_text(errors="replace")
@@ -124,7 +130,10 @@ def result(argv: list[str]) -> None:
         ticks = int(a.ticks_after) - int(a.ticks_before)
         server_cpu = f"{100 * ticks / os.sysconf('SC_CLK_TCK') / real:.0f}"
     wrk_cpu = f"{100 * (user + system) / real:.0f}"
+    logins = re.search(r"^REFRESH_LOGINS (\d+)$", text, re.M)  # refresh.lua's fallback logins
     row = {
+        "label": a.label,
+        "round": a.round,
         "scenario": a.scenario,
         "conns": a.conns,
         "rps": f"{rps:.1f}",
@@ -137,6 +146,7 @@ def result(argv: list[str]) -> None:
         "sock_errors": sock_errors,
         "server_cpu_pct": server_cpu,
         "wrk_cpu_pct": wrk_cpu,
+        "refresh_logins": logins.group(1) if logins else "",
     }
     srv = f"{server_cpu}%" if server_cpu else "-"
     print(
