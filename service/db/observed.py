@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Protocol
 
 from service.db.dialect import Dialect
@@ -66,12 +67,36 @@ class ObservedDatabase:
             raise
         self._observer.unit_of_work_ended(COMMITTED)
 
-    @asynccontextmanager
-    async def read(self, *, snapshot: bool = False) -> AsyncIterator[Connection]:
-        asked = time.perf_counter()
-        async with self._database.read(snapshot=snapshot) as conn:
-            self._observer.connection_waited(READ, time.perf_counter() - asked)
-            yield conn
+    def read(self, *, snapshot: bool = False) -> AbstractAsyncContextManager[Connection]:
+        return _ObservedRead(self._database.read(snapshot=snapshot), self._observer)
 
     async def close(self) -> None:
         await self._database.close()
+
+
+class _ObservedRead:
+    """A read's context manager, timed until it has its connection.
+
+    A class, not @asynccontextmanager: every GET goes through it, and a generator-based
+    wrapper cost 3 µs a request, more than the histogram it feeds (bench/README.md, Metrics).
+    """
+
+    __slots__ = ("_inner", "_observer")
+
+    def __init__(self, inner: AbstractAsyncContextManager[Connection], observer: DatabaseObserver):
+        self._inner = inner
+        self._observer = observer
+
+    async def __aenter__(self) -> Connection:
+        asked = time.perf_counter()
+        conn = await self._inner.__aenter__()
+        self._observer.connection_waited(READ, time.perf_counter() - asked)
+        return conn
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> bool | None:
+        return await self._inner.__aexit__(kind, error, trace)
