@@ -467,6 +467,38 @@ async def test_superusers_without_totp_may_be_refused_superuser_routes(
     assert (await client.get("/users/", headers=headers)).status == 200
 
 
+async def test_superusers_without_totp_have_no_powers_over_others_on_user_routes(
+    aiohttp_client: ClientFactory, migrated: Settings, clock: Clock, database: Database
+) -> None:
+    # PATCH /users/{id} and GET /users/{username} are open to any user, and give a
+    # superuser powers over others: those powers need TOTP too.
+    settings = dataclasses.replace(migrated, require_totp_for_superusers=True)
+    client = await client_with(aiohttp_client, settings, clock)
+    root = await make_user(database, "root", is_superuser=True)
+    user = await make_user(database, "alice")
+    headers = await auth(database, root.id)
+    change = {"full_name": "Changed by root"}
+    patched = await client.patch(f"/users/{user.id}", json=change, headers=headers)
+    await problem(patched, 403, "Two-factor authentication required")
+    await problem(
+        await client.get("/users/alice", headers=headers), 403, "Two-factor authentication required"
+    )
+    promote = await client.patch(f"/users/{root.id}", json={"is_active": True}, headers=headers)
+    await problem(promote, 403, "Two-factor authentication required")
+    stored = await rows(database, "SELECT full_name FROM users WHERE id = :id", id=user.id)
+    assert stored[0]["full_name"] != "Changed by root"
+    # Himself he may still read and change.
+    assert (await client.get("/users/root", headers=headers)).status == 200
+    own = await client.patch(f"/users/{root.id}", json={"full_name": "Root"}, headers=headers)
+    assert own.status == 200, await own.text()
+    await enable(client, headers, clock)
+    patched = await client.patch(f"/users/{user.id}", json=change, headers=headers)
+    assert patched.status == 200, await patched.text()
+    assert (await patched.json())["full_name"] == "Changed by root"
+    found = await client.get("/users/alice", headers=headers)
+    assert found.status == 200 and (await found.json())["id"] == user.id
+
+
 async def test_new_answers_speak_russian(app: Client, database: Database, clock: Clock) -> None:
     user = await make_user(database, "alice")
     await enable(app, await auth(database, user.id), clock)
