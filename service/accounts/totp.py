@@ -12,6 +12,11 @@
   past LOGIN_MAX_FAILURES the check is refused and the asking session ends.
 - A password reset by email leaves TOTP on (service/accounts/recovery.py never touches
   it); only the user himself (password and code) or a superuser turns it off.
+- Every unit of work that changes a user's TOTP state locks his row first (FOR UPDATE),
+  before his secret, recovery codes or second-step challenges, as the login's second
+  step does (service/db/interface.py's lock order): no two of them deadlock on
+  PostgreSQL, and each sees the one before it committed (a disable never races a
+  replacement of the recovery codes into "off, with live codes").
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ async def confirm(accounts: Accounts, *, me: User, session: str, code: str) -> l
     codes = _new_recovery_codes()
     keys = _keys(accounts)
     async with accounts.database.transaction() as conn:
+        await user_queries.get_for_update(conn, user_id=me.id)  # the lock order, see below
         stored = await totp_queries.get_secret(conn, user_id=me.id)
         if stored is not None and stored.enabled:
             raise TotpAlreadyEnabled
@@ -121,6 +127,9 @@ async def disable(accounts: Accounts, *, me: User, session: str, password: str, 
     await users.check_current_password(accounts, me=me, session=session, password=password)
     await _count_code_check(accounts, me, session=session)
     async with accounts.database.transaction() as conn:
+        # The user's row first (see the module's docstring): waits for a replacement of
+        # the recovery codes in flight, which then dies with the rest.
+        await user_queries.get_for_update(conn, user_id=me.id)
         accepted = await spend_code(conn, accounts, user_id=me.id, code=code)
         if accepted:
             await _turn_off(conn, me.id)
@@ -153,7 +162,7 @@ async def new_recovery_codes(accounts: Accounts, *, me: User, session: str, code
 async def reset_for_user(accounts: Accounts, *, by: User, user_id: int) -> None:
     """A superuser turns a user's TOTP off (device and codes lost); his sessions end."""
     async with accounts.database.transaction() as conn:
-        if await user_queries.get_by_id(conn, user_id=user_id) is None:
+        if await user_queries.get_for_update(conn, user_id=user_id) is None:
             raise UserNotFound
         await _turn_off(conn, user_id)
         await sessions.end_user_sessions(conn, user_id=user_id, keep=None)
@@ -229,7 +238,10 @@ async def _store_recovery_codes(
 
 
 async def _turn_off(conn: Connection, user_id: int) -> None:
-    """No secret, no recovery codes, no pending second step: logins need a password only."""
+    """No secret, no recovery codes, no pending second step: logins need a password only.
+
+    The caller has locked the user's row first.
+    """
     await totp_queries.delete_secret(conn, user_id=user_id)
     await totp_queries.delete_recovery_codes(conn, user_id=user_id)
     await mfa_challenges.delete_of_user(conn, user_id=user_id)
