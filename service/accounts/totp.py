@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ async def enroll(accounts: Accounts, *, me: User, session: str, password: str) -
     uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
         name=me.username, issuer_name=accounts.settings.totp_issuer
     )
-    return Enrollment(secret=secret, otpauth_uri=uri, qr_svg=_qr_svg(uri))
+    # ~35 ms of pure Python: off the event loop, which serves every other request meanwhile.
+    qr_svg = await asyncio.to_thread(_qr_svg, uri)
+    return Enrollment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg)
 
 
 async def confirm(accounts: Accounts, *, me: User, session: str, code: str) -> list[str]:
