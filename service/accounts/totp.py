@@ -74,6 +74,10 @@ async def enroll(accounts: Accounts, *, me: User, session: str, password: str) -
     secret = pyotp.random_base32()  # 160 bits, as RFC 4226 recommends
     sealed = _keys(accounts).seal(secret, user_id=me.id)
     async with accounts.database.transaction() as conn:
+        # The user's row first, as every TOTP change: and a user deleted meanwhile is a
+        # refusal here, not a foreign-key violation (a 500) at the insert.
+        if await user_queries.get_for_update(conn, user_id=me.id) is None:
+            raise UserNotFound
         stored = await totp_queries.store_pending(
             conn,
             user_id=me.id,
