@@ -41,7 +41,6 @@ from service.accounts.errors import (
     TotpNotPending,
     UserNotFound,
 )
-from service.accounts.throttle import ThrottleKey
 from service.db import Connection
 from service.queries import mfa_challenges, sessions
 from service.queries import totp as totp_queries
@@ -56,7 +55,6 @@ RECOVERY_CODES = 10
 # digits, so a recovery code is never mistaken for a TOTP code, and none of l, o.
 _RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz"
 _RECOVERY_LENGTH = 10
-_CODE_CHECKS = "totp_code"  # the throttle bucket of wrong codes on the user's own routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +118,7 @@ async def confirm(accounts: Accounts, *, me: User, session: str, code: str) -> l
             await _store_recovery_codes(conn, keys, me.id, codes)
             await user_queries.set_totp_enabled(conn, user_id=me.id, enabled=True)
             await sessions.end_user_sessions(conn, user_id=me.id, keep=session)
-            await throttle.clear(conn, _code_key(me.id))
+            await throttle.clear(conn, throttle.totp_code_key(me.id))
     if not enabled:  # the failure counted before stays committed
         raise InvalidCode
     logger.info(f"two-factor authentication enabled for user {me.id}; his other sessions ended")
@@ -140,7 +138,7 @@ async def disable(accounts: Accounts, *, me: User, session: str, password: str, 
         accepted = await spend_code(conn, accounts, user_id=me.id, code=code)
         if accepted:
             await _turn_off(conn, me.id)
-            await throttle.clear(conn, _code_key(me.id))
+            await throttle.clear(conn, throttle.totp_code_key(me.id))
     if not accepted:
         raise InvalidCode
     logger.info(f"two-factor authentication disabled by user {me.id}")
@@ -159,7 +157,7 @@ async def new_recovery_codes(accounts: Accounts, *, me: User, session: str, code
         accepted = await spend_code(conn, accounts, user_id=me.id, code=code)
         if accepted:
             await _store_recovery_codes(conn, _keys(accounts), me.id, codes)
-            await throttle.clear(conn, _code_key(me.id))
+            await throttle.clear(conn, throttle.totp_code_key(me.id))
     if not accepted:
         raise InvalidCode
     logger.info(f"new recovery codes for user {me.id}; the old ones died")
@@ -261,22 +259,13 @@ async def _count_code_check(accounts: Accounts, me: User, *, session: str) -> No
     Past LOGIN_MAX_FAILURES wrong codes: CodeChecksLocked, and the asking session ends,
     so a stolen access token cannot try the million codes.
     """
-    key = _code_key(me.id)
-    async with accounts.database.transaction() as conn:
-        await throttle.lock(conn, key)  # parallel checks count one by one, on every node
-        wait = await throttle.seconds_locked(conn, accounts.settings, key)
-        if wait:
-            await sessions.end_session_by_id(conn, session_id=session)
-        else:
-            await throttle.record_failure(conn, accounts.settings, key)
+    key = throttle.totp_code_key(me.id)
+    wait = await throttle.count_user_check(
+        accounts.database, accounts.settings, key, session=session
+    )
     if wait:
         logger.warning(f"too many wrong TOTP codes for user {me.id}: his session ended")
         raise CodeChecksLocked(wait)
-
-
-def _code_key(user_id: int) -> ThrottleKey:
-    # `@` never starts a username: no login pair shares it (as current_password_key).
-    return ThrottleKey(username=f"@{user_id}", client=_CODE_CHECKS)
 
 
 def _keys(accounts: Accounts) -> TotpKeys:

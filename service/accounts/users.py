@@ -276,13 +276,9 @@ async def _check_password(
     if password is None:
         raise CurrentPasswordRequired
     key = throttle.current_password_key(user.id)
-    async with accounts.database.transaction() as conn:
-        await throttle.lock(conn, key)
-        wait = await throttle.seconds_locked(conn, accounts.settings, key)
-        if wait:
-            await sessions.end_session_by_id(conn, session_id=session)
-        else:
-            await throttle.record_failure(conn, accounts.settings, key)
+    wait = await throttle.count_user_check(
+        accounts.database, accounts.settings, key, session=session
+    )
     if wait:
         logger.warning(f"too many wrong current passwords for user {user.id}: his session ended")
         raise PasswordChecksLocked(wait)
