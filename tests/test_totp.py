@@ -428,6 +428,25 @@ async def test_wrong_codes_on_ones_own_routes_are_limited(
     await problem(locked, 429)
     assert int(locked.headers["Retry-After"]) > 0
     await problem(await client.get("/users/me", headers=headers), 401)  # that session ended
+    # The 429 is warned of once (by the middleware); the session's end is an INFO line.
+    warnings = [line for line in log_lines(migrated) if "WARNING" in line]
+    assert len([line for line in warnings if "too_many_wrong_codes" in line]) == 1
+    assert not [line for line in warnings if "too many wrong TOTP codes" in line]
+    ended = f"too many wrong TOTP codes for user {user.id}: his session ended"
+    assert any("INFO" in line and ended in line for line in log_lines(migrated))
+
+
+async def test_the_second_factor_asked_is_no_refusal_in_the_log(
+    app: Client, database: Database, clock: Clock, migrated: Settings
+) -> None:
+    user = await make_user(database, "alice")
+    await enable(app, await auth(database, user.id), clock)
+    await mfa_token(app, "alice")
+    lines = log_lines(migrated)
+    asked = f"password accepted for user {user.id}; a second factor is asked"
+    assert any("INFO" in line and asked in line for line in lines)
+    assert not [line for line in lines if "second_factor_required" in line]
+    assert not [line for line in lines if "WARNING" in line and "Refused" in line]
 
 
 async def test_a_superuser_removes_a_users_totp(

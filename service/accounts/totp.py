@@ -264,7 +264,8 @@ async def _count_code_check(accounts: Accounts, me: User, *, session: str) -> No
         accounts.database, accounts.settings, key, session=session
     )
     if wait:
-        logger.warning(f"too many wrong TOTP codes for user {me.id}: his session ended")
+        # INFO: the middleware warns of the 429 itself; this line adds the session's end.
+        logger.info(f"too many wrong TOTP codes for user {me.id}: his session ended")
         raise CodeChecksLocked(wait)
 
 
