@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from service import keys, tokens
+from service.accounts.powers import check_superuser_powers
 from service.errors import Forbidden, Unauthorized
 from service.queries import users
 from service.queries.users import User
@@ -76,17 +77,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Unauthorized("not_authenticated")
         if not user.is_active:
             raise Forbidden("inactive_user")
-        if access is Access.SUPERUSER and not user.is_superuser:
-            raise Forbidden("not_enough_privileges")
-        if access is Access.SUPERUSER and _needs_totp(settings.require_totp_for_superusers, user):
-            # Only superuser routes: the caller's own TOTP routes stay open to enroll.
-            raise Forbidden("two_factor_required")
+        if access is Access.SUPERUSER:
+            # Only here and where the account rules act on another user: the caller's
+            # own routes (his TOTP routes too) stay open, so that he can enroll.
+            check_superuser_powers(settings, user)
     return await handler(request)
-
-
-def _needs_totp(required: bool, user: User) -> bool:
-    """REQUIRE_TOTP_FOR_SUPERUSERS is on and the superuser has not turned TOTP on."""
-    return required and not user.totp_enabled
 
 
 def current_user(request: web.Request) -> User:

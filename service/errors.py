@@ -90,6 +90,7 @@ _ACCOUNT_REFUSALS: dict[type[account.AccountError], tuple[type[ApiError], str]] 
     account.IncorrectPassword: (BadRequest, "incorrect_password"),
     account.SignupClosed: (Forbidden, "signup_closed"),
     account.NotAllowed: (Forbidden, "not_enough_privileges"),
+    account.TwoFactorRequired: (Forbidden, "two_factor_required"),
     account.SelfDeleteRefused: (Forbidden, "superuser_self_delete"),
     account.UserNotFound: (NotFound, "user_not_found"),
     account.SessionNotFound: (NotFound, "session_not_found"),

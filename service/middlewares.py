@@ -63,7 +63,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except (ApiError, AccountError) as raised:
         error = as_api_error(raised)
-        if error.status in _REFUSALS_WORTH_A_WARNING:
+        if error.status in _REFUSALS_WORTH_A_WARNING and error.message_key not in _NO_REFUSAL:
             _log_refusal(request, error)
         return problem_response(error, _language(request))
     except web.HTTPException as error:
@@ -101,6 +101,9 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 # A caller refused for his rights, or locked out after failed logins: worth a line of its
 # own beside the request line, naming who and why (the message key, never a secret).
 _REFUSALS_WORTH_A_WARNING = (403, 429)
+# A 403 that refuses nothing: the right password of a user with TOTP on, who goes on at
+# /login/mfa (service/accounts/login.py logs it at INFO).
+_NO_REFUSAL = frozenset({"second_factor_required"})
 
 
 def _log_refusal(request: web.Request, error: ApiError) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from service.accounts import login, sessions, users
+from service.accounts import login, sessions, totp, users
 from service.accounts.context import Accounts, Caller
 from service.accounts.errors import (
     IncorrectLogin,
@@ -16,6 +16,7 @@ from service.accounts.errors import (
     LoginLocked,
     NotAllowed,
     SelfDeleteRefused,
+    UserNotFound,
 )
 from service.db import Database
 from service.passwords import PasswordHasher
@@ -200,3 +201,16 @@ async def test_a_refresh_token_rotates_and_a_replayed_one_ends_its_session(
     assert opened not in await _open_sessions(database, alice.id)
     with pytest.raises(InvalidRefreshToken):  # and the thief's rotation is dead too
         await sessions.refresh(accounts, refresh_token=second.refresh_token, caller=CALLER)
+
+
+async def test_enrolling_a_user_deleted_meanwhile_is_user_not_found(
+    accounts: Accounts, database: Database
+) -> None:
+    # The caller as the auth middleware read him, then deleted by himself in parallel:
+    # the enrollment's insert would break the foreign key (a 500) without the row lock.
+    user = await make_user(database, "alice")
+    await users.delete_me(accounts, me=user)
+    with pytest.raises(UserNotFound):
+        await totp.enroll(accounts, me=user, session=session_id(user.id), password=PASSWORD)
+    async with database.read() as conn:
+        assert await conn.fetch_all("SELECT * FROM totp_secrets") == []

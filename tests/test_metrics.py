@@ -148,6 +148,12 @@ async def test_login_outcomes_and_the_password_hash_queue(
     await problem(await login(client, "nobody", PASSWORD), 429)
     samples = await scrape(client)
     assert value(samples, "login_attempts_total", outcome="throttled") == 1
+    # The help text names both steps of a login: /login/mfa's codes are counted too.
+    text = await (await client.get("/metrics")).text()
+    assert (
+        "# HELP login_attempts_total Login attempts "
+        "(POST /login/access-token and POST /login/mfa) by outcome"
+    ) in text
     # Every verification went through the hash pool (the throttled ones spare the hash).
     assert value(samples, "password_hash_queue_wait_seconds_count") == 5
     assert value(samples, "password_hashes_in_flight") == 0

@@ -428,6 +428,25 @@ async def test_wrong_codes_on_ones_own_routes_are_limited(
     await problem(locked, 429)
     assert int(locked.headers["Retry-After"]) > 0
     await problem(await client.get("/users/me", headers=headers), 401)  # that session ended
+    # The 429 is warned of once (by the middleware); the session's end is an INFO line.
+    warnings = [line for line in log_lines(migrated) if "WARNING" in line]
+    assert len([line for line in warnings if "too_many_wrong_codes" in line]) == 1
+    assert not [line for line in warnings if "too many wrong TOTP codes" in line]
+    ended = f"too many wrong TOTP codes for user {user.id}: his session ended"
+    assert any("INFO" in line and ended in line for line in log_lines(migrated))
+
+
+async def test_the_second_factor_asked_is_no_refusal_in_the_log(
+    app: Client, database: Database, clock: Clock, migrated: Settings
+) -> None:
+    user = await make_user(database, "alice")
+    await enable(app, await auth(database, user.id), clock)
+    await mfa_token(app, "alice")
+    lines = log_lines(migrated)
+    asked = f"password accepted for user {user.id}; a second factor is asked"
+    assert any("INFO" in line and asked in line for line in lines)
+    assert not [line for line in lines if "second_factor_required" in line]
+    assert not [line for line in lines if "WARNING" in line and "Refused" in line]
 
 
 async def test_a_superuser_removes_a_users_totp(
@@ -465,6 +484,38 @@ async def test_superusers_without_totp_may_be_refused_superuser_routes(
     assert (await client.get("/users/me", headers=await auth(database, user.id))).status == 200
     await enable(client, headers, clock)
     assert (await client.get("/users/", headers=headers)).status == 200
+
+
+async def test_superusers_without_totp_have_no_powers_over_others_on_user_routes(
+    aiohttp_client: ClientFactory, migrated: Settings, clock: Clock, database: Database
+) -> None:
+    # PATCH /users/{id} and GET /users/{username} are open to any user, and give a
+    # superuser powers over others: those powers need TOTP too.
+    settings = dataclasses.replace(migrated, require_totp_for_superusers=True)
+    client = await client_with(aiohttp_client, settings, clock)
+    root = await make_user(database, "root", is_superuser=True)
+    user = await make_user(database, "alice")
+    headers = await auth(database, root.id)
+    change = {"full_name": "Changed by root"}
+    patched = await client.patch(f"/users/{user.id}", json=change, headers=headers)
+    await problem(patched, 403, "Two-factor authentication required")
+    await problem(
+        await client.get("/users/alice", headers=headers), 403, "Two-factor authentication required"
+    )
+    promote = await client.patch(f"/users/{root.id}", json={"is_active": True}, headers=headers)
+    await problem(promote, 403, "Two-factor authentication required")
+    stored = await rows(database, "SELECT full_name FROM users WHERE id = :id", id=user.id)
+    assert stored[0]["full_name"] != "Changed by root"
+    # Himself he may still read and change.
+    assert (await client.get("/users/root", headers=headers)).status == 200
+    own = await client.patch(f"/users/{root.id}", json={"full_name": "Root"}, headers=headers)
+    assert own.status == 200, await own.text()
+    await enable(client, headers, clock)
+    patched = await client.patch(f"/users/{user.id}", json=change, headers=headers)
+    assert patched.status == 200, await patched.text()
+    assert (await patched.json())["full_name"] == "Changed by root"
+    found = await client.get("/users/alice", headers=headers)
+    assert found.status == 200 and (await found.json())["id"] == user.id
 
 
 async def test_new_answers_speak_russian(app: Client, database: Database, clock: Clock) -> None:

@@ -20,11 +20,12 @@ import pytest
 
 from service import keys
 from service.accounts import mailing, throttle
+from service.accounts import totp as totp_accounts
 from service.app import create_app
 from service.db import Database, postgres
 from service.housekeeping import purge_once
 from service.mail.messages import Kind
-from service.queries import account_tokens
+from service.queries import account_tokens, mfa_challenges
 from service.queries import products as product_queries
 from service.queries import sessions as session_queries
 from service.queries import users as user_queries
@@ -40,7 +41,9 @@ from tests.helpers_auth import (
     session_id,
     signup,
 )
+from tests.log_hygiene import remember
 from tests.test_metrics import scrape, value
+from tests.test_totp import Clock, code, enable, mfa_token, second_step
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -374,3 +377,59 @@ async def test_one_reset_link_spent_on_both_nodes_at_once_sets_one_password(
     lost = passwords[1 - passwords.index(won)]
     assert (await login(nodes[1], "gina", won)).status == 200
     assert (await login(nodes[1], "gina", lost)).status == 401
+
+
+async def test_one_mfa_token_spent_on_both_nodes_at_once_opens_one_session(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two valid codes (two recovery codes) with one mfa_token: one session, one code spent."""
+    db = database(nodes[0])
+    hana = await make_user(db, "hana")
+    _, codes = await enable(nodes[0], await auth(db, hana.id), Clock())
+    token = await mfa_token(nodes[0], "hana")
+    sql = "SELECT count(*) FROM sessions WHERE user_id = :id AND ended_at IS NULL"
+    before = await one(db, sql, {"id": hana.id})
+    meet_before(monkeypatch, mfa_challenges, "spend")
+    replies = await asyncio.gather(
+        *(second_step(node, token, typed) for node, typed in zip(nodes, codes, strict=False))
+    )
+    assert sorted(reply.status for reply in replies) == [200, 401]
+    for reply in replies:
+        if reply.status == 200:
+            remember((await reply.json())["refresh_token"], "a refresh token")
+    assert await one(db, sql, {"id": hana.id}) == before + 1
+    # The loser's code was not spent: its unit of work rolled back whole.
+    recovery = "SELECT count(*) FROM totp_recovery_codes WHERE user_id = :id"
+    assert await one(db, recovery, {"id": hana.id}) == len(codes) - 1
+
+
+async def test_new_recovery_codes_racing_a_disable_on_both_nodes_leave_none(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOTP turned off never leaves live recovery codes, whichever of the two goes first.
+
+    Both lock the user's row before spending their code: the second waits for the first,
+    and a replacement committed first dies with the disable, or a disable committed first
+    leaves the replacement's code spent for nothing (400).
+    """
+    db = database(nodes[0])
+    ivan = await make_user(db, "ivan")
+    headers = await auth(db, ivan.id)
+    clock = Clock()
+    secret, codes = await enable(nodes[0], headers, clock)
+    meet_before(monkeypatch, totp_accounts, "spend_code")
+    disable = {"password": PASSWORD, "code": code(secret, clock, 1)}
+    replies = await asyncio.gather(
+        nodes[0].post("/users/me/totp/recovery-codes", json={"code": codes[0]}, headers=headers),
+        nodes[1].delete("/users/me/totp", json=disable, headers=headers),
+    )
+    replaced, disabled = (reply.status for reply in replies)
+    assert disabled == 204, await replies[1].text()
+    assert replaced in (200, 400), await replies[0].text()
+    if replaced == 200:
+        for typed in (await replies[0].json())["recovery_codes"]:
+            remember(typed, "a recovery code")
+    params = {"id": ivan.id}
+    assert await one(db, "SELECT totp_enabled FROM users WHERE id = :id", params) is False
+    for table in ("totp_secrets", "totp_recovery_codes"):
+        assert await one(db, f"SELECT count(*) FROM {table} WHERE user_id = :id", params) == 0

@@ -35,6 +35,10 @@ class NotAllowed(AccountError):
     """The caller may not do this to that user."""
 
 
+class TwoFactorRequired(AccountError):
+    """REQUIRE_TOTP_FOR_SUPERUSERS is on: a superuser without TOTP has no superuser powers."""
+
+
 class UserNotFound(AccountError):
     """No user with that id or name."""
 

@@ -10,7 +10,8 @@
   delay, while a stranger can keep the owner waiting no longer than that delay (a lockout
   would let him lock the owner out for the whole window). See SECURITY.md.
 - A successful login clears both.
-- Wrong current passwords (a password change) are counted like failed logins, per user.
+- Wrong current passwords (a password change) and wrong TOTP codes on the user's own
+  routes are counted like failed logins, per user (`count_user_check`).
 
 A check and the count after it are one step: the unit of work first takes the lock of
 the key's username (`lock`), so parallel attempts, on any node, count one by one.
@@ -26,12 +27,13 @@ import time
 from dataclasses import dataclass
 
 from service.accounts.errors import LoginLocked
-from service.db import Connection
-from service.queries import login_failures
+from service.db import Connection, Database
+from service.queries import login_failures, sessions
 from service.schemas.users import username_problem
 from service.settings import Settings
 
 CURRENT_PASSWORD = "current_password"  # noqa: S105 (a throttle bucket's name, not a password)
+TOTP_CODE = "totp_code"  # wrong codes on the user's own TOTP routes
 IPV6_PREFIX = 64
 # An account's failures from all addresses that cost no delay, in LOGIN_MAX_FAILURES: more
 # than one address can make, so a guesser from one address never slows the owner down.
@@ -73,11 +75,37 @@ def client_bucket(address: str | None) -> str:
 
 
 def current_password_key(user_id: int) -> ThrottleKey:
-    """Wrong current passwords (to change one's password) count per user, from anywhere.
+    """Wrong current passwords (to change one's password) count per user, from anywhere."""
+    return _user_check_key(user_id, CURRENT_PASSWORD)
 
-    `@` never starts a username, nor `#` a username's HMAC: no login pair shares it.
+
+def totp_code_key(user_id: int) -> ThrottleKey:
+    """Wrong codes on the user's own TOTP routes count per user, from anywhere."""
+    return _user_check_key(user_id, TOTP_CODE)
+
+
+def _user_check_key(user_id: int, bucket: str) -> ThrottleKey:
+    # `@` never starts a username, nor `#` a username's HMAC: no login pair shares it.
+    return ThrottleKey(username=f"@{user_id}", client=bucket)
+
+
+async def count_user_check(
+    database: Database, settings: Settings, key: ThrottleKey, *, session: str
+) -> int:
+    """Count a check of the caller's secret before it is made; the caller clears it on success.
+
+    Returns 0 to go on, or the seconds the key is locked for: past LOGIN_MAX_FAILURES
+    the check is not made and the asking session ends, so a stolen access token is no
+    oracle. Under the key's lock, so parallel checks count one by one, on every node.
     """
-    return ThrottleKey(username=f"@{user_id}", client=CURRENT_PASSWORD)
+    async with database.transaction() as conn:
+        await lock(conn, key)
+        wait = await seconds_locked(conn, settings, key)
+        if wait:
+            await sessions.end_session_by_id(conn, session_id=session)
+        else:
+            await record_failure(conn, settings, key)
+    return wait
 
 
 async def lock(conn: Connection, key: ThrottleKey) -> None:

@@ -1,6 +1,8 @@
 """Users: create, read, change and delete them, and the rules that span users.
 
-- Only a superuser changes another user, or anyone's `is_active`/`is_superuser`.
+- Only a superuser changes or reads another user, or sets anyone's `is_active`/
+  `is_superuser`; with REQUIRE_TOTP_FOR_SUPERUSERS on, only one with TOTP on
+  (service/accounts/powers.py).
 - Changing one's own password needs the current one; a new password refuses the user's
   older access tokens and ends his other sessions; a deactivation ends all of them.
 - Wrong current passwords are counted per user like failed logins (same limits): past
@@ -26,13 +28,13 @@ from service.accounts.errors import (
     EmailRequired,
     IncorrectPassword,
     LastSuperuser,
-    NotAllowed,
     PasswordChecksLocked,
     SelfDeleteRefused,
     SignupClosed,
     UsernameTaken,
     UserNotFound,
 )
+from service.accounts.powers import check_superuser_powers
 from service.db import Connection, Database
 from service.passwords import PasswordHasher
 from service.queries import sessions
@@ -110,8 +112,7 @@ async def find_user(accounts: Accounts, *, by: User, username: str) -> User:
     """
     if username.lower() == by.username.lower():
         return by
-    if not by.is_superuser:
-        raise NotAllowed
+    check_superuser_powers(accounts.settings, by)
     user = None
     if username_problem(username) is None:  # anything else names no one (a NUL, say)
         async with accounts.database.read() as conn:
@@ -135,8 +136,8 @@ async def update_user(
     `changes` may hold `password` (with `current_password` when it is one's own) and,
     for a superuser only, the flags.
     """
-    if not by.is_superuser and (user_id != by.id or _FLAGS & changes.keys()):
-        raise NotAllowed
+    if user_id != by.id or _FLAGS & changes.keys():
+        check_superuser_powers(accounts.settings, by)
     fields = dict(changes)
     current_password = fields.pop("current_password", None)
     own = user_id == by.id
@@ -275,13 +276,9 @@ async def _check_password(
     if password is None:
         raise CurrentPasswordRequired
     key = throttle.current_password_key(user.id)
-    async with accounts.database.transaction() as conn:
-        await throttle.lock(conn, key)
-        wait = await throttle.seconds_locked(conn, accounts.settings, key)
-        if wait:
-            await sessions.end_session_by_id(conn, session_id=session)
-        else:
-            await throttle.record_failure(conn, accounts.settings, key)
+    wait = await throttle.count_user_check(
+        accounts.database, accounts.settings, key, session=session
+    )
     if wait:
         logger.warning(f"too many wrong current passwords for user {user.id}: his session ended")
         raise PasswordChecksLocked(wait)

@@ -22,8 +22,9 @@ How a rule holds on PostgreSQL without a global lock (every unit of work, by mod
    a UNIQUE index (one username, whoever inserts it first).
 2. The row read `FOR UPDATE` (`dialect.for_update`) before deciding and writing it back:
    If-Match and the read-modify-write of a product, a user's update and deletion, the
-   refresh token's session, the one verification link per interval and one set of TOTP
-   recovery codes (the user's row).
+   refresh token's session, the one verification link per interval, and every change of
+   a user's TOTP state (enrollment, confirmation, new recovery codes, disable, reset):
+   the user's row, locked before his secret, codes and mfa_tokens.
    A login (and its second step) reads its user `FOR SHARE`: a password change or
    deactivation in flight either ends the session the login opens, or is seen and refuses it.
 3. A narrow advisory lock, `Connection.lock(name)`, for a rule over rows that may not

@@ -81,7 +81,7 @@ class Metrics:
         )
         self.logins = Counter(
             "login_attempts",
-            "Login attempts (POST /login/access-token) by outcome",
+            "Login attempts (POST /login/access-token and POST /login/mfa) by outcome",
             ["outcome"],
             registry=own,
         )
