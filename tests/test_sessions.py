@@ -76,7 +76,7 @@ async def test_login_opens_a_session_named_in_the_access_token(
     assert body["access_token"] not in await listing.text()
     # Only a hash of the refresh token is stored.
     stored = next(row for row in await session_rows(database) if row["id"] == sid)
-    assert stored["refresh_token_hash"] == tokens.refresh_token_hash(body["refresh_token"])
+    assert stored["refresh_token_hash"] == tokens.token_digest(body["refresh_token"])
     assert body["refresh_token"] not in str(await session_rows(database))
 
 

@@ -51,7 +51,7 @@ async def open_session(
         conn,
         session_id=opened.id,
         user_id=user.id,
-        refresh_token_hash=tokens.refresh_token_hash(opened.refresh_token),
+        refresh_token_hash=tokens.token_digest(opened.refresh_token),
         expires_at=_refresh_expiry(accounts, started_at=time.time()),
         user_agent=_printable(caller.user_agent)[:_MAX_USER_AGENT] or None,
         client=caller.address,
@@ -75,7 +75,7 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
     """Spend `refresh_token` for new tokens of its session; a replayed one ends the session."""
     if not tokens.is_refresh_token_shaped(refresh_token):
         raise InvalidRefreshToken  # no token of ours: refused like an unknown one
-    token_hash = tokens.refresh_token_hash(refresh_token)
+    token_hash = tokens.token_digest(refresh_token)
     renewed: OpenedSession | None = None
     user: User | None = None
     async with accounts.database.transaction() as conn:
@@ -90,7 +90,7 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
                     conn,
                     session_id=session.id,
                     old_hash=token_hash,
-                    new_hash=tokens.refresh_token_hash(renewed.refresh_token),
+                    new_hash=tokens.token_digest(renewed.refresh_token),
                     expires_at=_refresh_expiry(accounts, started_at=session.started_at),
                 )
                 if not rotated:  # not current any more: never spend a token twice
