@@ -49,9 +49,7 @@ async def request_reset(
                 conn, accounts, user=user, kind=kind, language=language
             )
             queued = True
-            logger.bind(request_id=caller.request_id).info(
-                f"password reset link queued for user {user.id}"
-            )
+            logger.info(f"password reset link queued for user {user.id}")
     if queued:  # committed: the sender may take it now
         accounts.mail_queued()
 

@@ -76,9 +76,7 @@ async def complete_login(
         if outcome is _Outcome.ACCEPTED:
             opened = await sessions.open_session(conn, accounts, user=user, caller=caller)
     if opened is None:  # raised after the unit of work, so the failure counted is committed
-        logger.bind(request_id=caller.request_id).warning(
-            f"wrong second factor at login for user {user.id}"
-        )
+        logger.warning(f"wrong second factor at login for user {user.id}")
         raise IncorrectLoginCode
     return sessions.issue_tokens(accounts, user=user, session=opened)
 

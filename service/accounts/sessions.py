@@ -71,7 +71,7 @@ def issue_tokens(accounts: Accounts, *, user: User, session: OpenedSession) -> T
     return Tokens(issued.token, issued.expires_in, session.refresh_token)
 
 
-async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> Tokens:
+async def refresh(accounts: Accounts, *, refresh_token: str) -> Tokens:
     """Spend `refresh_token` for new tokens of its session; a replayed one ends the session."""
     if not tokens.is_refresh_token_shaped(refresh_token):
         raise InvalidRefreshToken  # no token of ours: refused like an unknown one
@@ -81,7 +81,7 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
     async with accounts.database.transaction() as conn:
         session = await sessions.by_refresh_hash(conn, token_hash=token_hash)
         if session is None:
-            await _end_session_if_replayed(conn, token_hash, caller)
+            await _end_session_if_replayed(conn, token_hash)
         elif session.is_open(time.time()) and not _too_old(accounts, session):
             user = await user_queries.get_by_id(conn, user_id=session.user_id)
             if user is not None and user.is_active:
@@ -103,14 +103,12 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
     return issue_tokens(accounts, user=user, session=renewed)
 
 
-async def _end_session_if_replayed(conn: Connection, token_hash: str, caller: Caller) -> None:
+async def _end_session_if_replayed(conn: Connection, token_hash: str) -> None:
     """A spent refresh token presented again means theft: end its session for everyone."""
     replayed = await sessions.session_of_spent_token(conn, token_hash=token_hash)
     if replayed is not None:
         await sessions.end_session_by_id(conn, session_id=replayed)
-        logger.bind(request_id=caller.request_id).warning(
-            "a spent refresh token was presented again; its session ended"
-        )
+        logger.warning("a spent refresh token was presented again; its session ended")
 
 
 async def list_open(accounts: Accounts, *, user_id: int) -> list[Session]:

@@ -74,7 +74,6 @@ async def refresh(request: web.Request) -> web.Response:
     issued = await sessions.refresh(
         request.app[keys.ACCOUNTS],
         refresh_token=request[keys.BODY]["refresh_token"],
-        caller=caller(request),
     )
     return _token_response(issued)
 
