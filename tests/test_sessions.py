@@ -87,6 +87,7 @@ async def test_refresh_rotates_the_refresh_token(client: Client, form: bool) -> 
     response = await refresh(client, first["refresh_token"], form=form)
     assert response.status == 200, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"  # RFC 6749 5.1, for a token answer
     second = await response.json()
     assert set(second) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert second["refresh_token"] != first["refresh_token"]
