@@ -22,11 +22,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def caller(request: web.Request) -> Caller:
-    """Who is asking, as the accounts layer needs it: address, User-Agent, request id."""
+    """Who is asking, as the accounts layer needs it: address and User-Agent."""
     return Caller(
         address=client_address(request),
         user_agent=request.headers.get("User-Agent", ""),
-        request_id=request[keys.REQUEST_ID],
     )
 
 

@@ -4,8 +4,10 @@
   published vulnerabilities apply. It writes its own only when the header is absent.
 * `X-Content-Type-Options: nosniff` everywhere: a browser must not take a JSON or problem
   body that echoes client text for HTML or script.
-* `Cache-Control: no-store` on every answer about accounts (users, sessions, tokens): no
-  shared or browser cache keeps a user's data or a token after the request.
+* `Cache-Control: no-store` (and `Pragma: no-cache`, which RFC 6749 5.1 asks of token
+  answers, for HTTP/1.0 caches) on every answer about accounts (users, sessions, tokens,
+  TOTP secrets and recovery codes): no shared or browser cache keeps a user's data or a
+  token after the request. Routes set neither themselves.
 * `Content-Language` and `Vary: Accept-Language` on every answer whose texts were chosen by
   the request's Accept-Language (`answer_language`): problem+json errors, and the 202s of
   the recovery routes. A cache must not serve one language's answer to a client of another.
@@ -61,6 +63,7 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
     path = request.path
     if path.startswith(ACCOUNT_PATHS):
         response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
     elif path in DOCUMENTATION_PAGES and isinstance(response, web.Response):
         body = response.body if isinstance(response.body, bytes) else b""
         response.headers["Content-Security-Policy"] = content_security_policy(

@@ -117,8 +117,11 @@ def is_refresh_token_shaped(token: str) -> bool:
 _REFRESH_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-def refresh_token_hash(token: str) -> str:
-    """What the database keeps of a refresh token: its SHA-256 (it is random, no salt needed)."""
+def token_digest(token: str) -> str:
+    """What the database keeps of an opaque token (refresh, mfa, emailed link): its SHA-256.
+
+    The tokens are random, so no salt is needed.
+    """
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 

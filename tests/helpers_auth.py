@@ -173,7 +173,7 @@ async def _ensure_session(database: Database, user_id: int) -> None:
                 conn,
                 session_id=session_id(user_id),
                 user_id=user_id,
-                refresh_token_hash=tokens.refresh_token_hash(tokens.new_refresh_token()),
+                refresh_token_hash=tokens.token_digest(tokens.new_refresh_token()),
                 expires_at=time.time() + 3600,
                 user_agent="tests",
                 client="127.0.0.1",

@@ -25,7 +25,7 @@ from service.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
 from tests.helpers_auth import PASSWORD, make_user, session_id, user_row
 
-CALLER = Caller(address="203.0.113.7", user_agent="tests", request_id="test-request")
+CALLER = Caller(address="203.0.113.7", user_agent="tests")
 
 
 @pytest.fixture
@@ -192,15 +192,15 @@ async def test_a_refresh_token_rotates_and_a_replayed_one_ends_its_session(
 ) -> None:
     alice = await make_user(database, "alice")
     first = await login.log_in(accounts, username="alice", password=PASSWORD, caller=CALLER)
-    second = await sessions.refresh(accounts, refresh_token=first.refresh_token, caller=CALLER)
+    second = await sessions.refresh(accounts, refresh_token=first.refresh_token)
     assert second.refresh_token != first.refresh_token
     [opened] = [s for s in await _open_sessions(database, alice.id) if s != session_id(alice.id)]
 
     with pytest.raises(InvalidRefreshToken):  # the spent one again: stolen
-        await sessions.refresh(accounts, refresh_token=first.refresh_token, caller=CALLER)
+        await sessions.refresh(accounts, refresh_token=first.refresh_token)
     assert opened not in await _open_sessions(database, alice.id)
     with pytest.raises(InvalidRefreshToken):  # and the thief's rotation is dead too
-        await sessions.refresh(accounts, refresh_token=second.refresh_token, caller=CALLER)
+        await sessions.refresh(accounts, refresh_token=second.refresh_token)
 
 
 async def test_enrolling_a_user_deleted_meanwhile_is_user_not_found(

@@ -158,7 +158,7 @@ class Identity:
                     conn,
                     session_id=session_id,
                     user_id=user.id,
-                    refresh_token_hash=tokens.refresh_token_hash(tokens.new_refresh_token()),
+                    refresh_token_hash=tokens.token_digest(tokens.new_refresh_token()),
                     expires_at=time.time() + 3600,
                     user_agent="fuzz",
                     client="127.0.0.1",

@@ -58,6 +58,7 @@ async def test_every_answer_about_accounts_is_no_store(client: Client) -> None:
         await response.read()
         what = f"{response.method} {response.url.path} {response.status}"
         assert response.headers.get("Cache-Control") == "no-store", what
+        assert response.headers.get("Pragma") == "no-cache", what
         assert_common(response.headers, what)
 
 

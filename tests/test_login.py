@@ -46,6 +46,7 @@ async def test_login_answers_a_bearer_token(client: Client, database: Database) 
     response = await login(client, "alice")
     assert response.status == 200, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"  # RFC 6749 5.1, for a token answer
     assert response.content_type == "application/json"
     body = await response.json()
     assert body["token_type"] == "bearer"

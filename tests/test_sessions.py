@@ -76,7 +76,7 @@ async def test_login_opens_a_session_named_in_the_access_token(
     assert body["access_token"] not in await listing.text()
     # Only a hash of the refresh token is stored.
     stored = next(row for row in await session_rows(database) if row["id"] == sid)
-    assert stored["refresh_token_hash"] == tokens.refresh_token_hash(body["refresh_token"])
+    assert stored["refresh_token_hash"] == tokens.token_digest(body["refresh_token"])
     assert body["refresh_token"] not in str(await session_rows(database))
 
 
@@ -87,6 +87,7 @@ async def test_refresh_rotates_the_refresh_token(client: Client, form: bool) -> 
     response = await refresh(client, first["refresh_token"], form=form)
     assert response.status == 200, await response.text()
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"  # RFC 6749 5.1, for a token answer
     second = await response.json()
     assert set(second) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert second["refresh_token"] != first["refresh_token"]

@@ -10,8 +10,8 @@ and the first goes on alone after a moment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -73,22 +73,31 @@ def meet_before(
     *,
     parties: int = 2,
     patience: float = 0.5,
-) -> None:
-    """Calls of `module.name` wait until `parties` of them are waiting, or `patience` s."""
+) -> list[bool]:
+    """Calls of `module.name` wait until `parties` of them are waiting, or `patience` s.
+
+    Returns, per call as it goes on, whether everyone had arrived (False: it gave up waiting).
+    """
     original = getattr(module, name)
     arrived = 0
     everyone = asyncio.Event()
+    met: list[bool] = []
 
     async def meeting(*args: Any, **kwargs: Any) -> Any:
         nonlocal arrived
         arrived += 1
         if arrived >= parties:
             everyone.set()
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(everyone.wait(), patience)
+        except TimeoutError:
+            met.append(False)
+        else:
+            met.append(True)
         return await original(*args, **kwargs)
 
     monkeypatch.setattr(module, name, meeting)
+    return met
 
 
 async def one(db: Database, sql: str, params: dict[str, object] | None = None) -> Any:
@@ -185,6 +194,47 @@ async def test_parallel_wrong_passwords_on_both_nodes_cannot_pass_the_limit(
     sql = "SELECT failures FROM login_failures WHERE username = 'bob'"
     assert await one(database(a), sql) == 3
     assert (await login(b, "bob", PASSWORD)).status == 429  # the right one, too late
+
+
+async def recover_from(node: Client, email: str, client: str) -> Any:
+    """A recovery request from `client` (behind the trusted proxy the test client is)."""
+    headers = {"X-Forwarded-For": client}
+    return await node.post("/password-recovery", json={"email": email}, headers=headers)
+
+
+def behind_proxy(settings: Settings, **changes: Any) -> Settings:
+    proxy = ipaddress.ip_network("127.0.0.1/32")  # the test client's peer
+    return dataclasses.replace(settings, forwarded_allow_ips=(proxy,), **changes)
+
+
+async def test_recoveries_from_two_clients_on_both_nodes_do_not_wait_for_each_other(
+    aiohttp_client: MakeClient, migrated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each client's count has its own lock: with one lock for every client, the second
+    request waits for the first to commit, and they never meet inside their units of work."""
+    a, b = await two_nodes(aiohttp_client, behind_proxy(migrated))
+    met = meet_before(monkeypatch, user_queries, "active_by_email", patience=3)
+    replies = await asyncio.gather(
+        recover_from(a, "one@example.com", "203.0.113.1"),
+        recover_from(b, "two@example.com", "203.0.113.2"),
+    )
+    assert [reply.status for reply in replies] == [202, 202]
+    assert met == [True, True]
+    sql = "SELECT count(*) FROM login_failures WHERE username = 'recovery#'"
+    assert await one(database(a), sql) == 2  # each client counted once
+
+
+async def test_parallel_recoveries_from_one_client_on_both_nodes_cannot_pass_the_limit(
+    aiohttp_client: MakeClient, migrated: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await two_nodes(aiohttp_client, behind_proxy(migrated, login_max_failures=2))
+    meet_before(monkeypatch, throttle, "record_failure", parties=10)  # two keys a request
+    replies = await asyncio.gather(
+        *(recover_from((a, b)[i % 2], f"user{i}@example.com", "203.0.113.9") for i in range(5))
+    )
+    assert sorted(reply.status for reply in replies) == [202] * 2 + [429] * 3
+    sql = "SELECT failures FROM login_failures WHERE username = 'recovery#'"
+    assert await one(database(a), sql) == 2
 
 
 async def test_one_refresh_token_spent_on_both_nodes_at_once_ends_its_session(

@@ -28,8 +28,10 @@ class Accounts:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking, as the HTTP layer saw him: for the session row, the throttle, the log."""
+    """Who is asking, as the HTTP layer saw him: for the session row and the throttle.
+
+    (The log has the request id and client from the request's context: see middlewares.)
+    """
 
     address: str | None
     user_agent: str
-    request_id: str

@@ -69,16 +69,14 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
     if opened is not None and user is not None:
         return sessions.issue_tokens(accounts, user=user, session=opened)
     if mfa_token is not None and user is not None:
-        logger.bind(request_id=caller.request_id).info(
-            f"password accepted for user {user.id}; a second factor is asked"
-        )
+        logger.info(f"password accepted for user {user.id}; a second factor is asked")
         raise SecondFactorRequired(mfa_token)
     # Raised after the unit of work, so that the failure it counted is committed.
     if verdict is Verdict.INACTIVE:
         raise InactiveUser
     if verdict is Verdict.UNVERIFIED:
         raise EmailNotVerified
-    _log_failure(username, caller)
+    _log_failure(username)
     raise IncorrectLogin
 
 
@@ -170,8 +168,8 @@ def _must_verify(accounts: Accounts, user: User) -> bool:
     )
 
 
-def _log_failure(username: str, caller: Caller) -> None:
+def _log_failure(username: str) -> None:
     # The username only if it could be one: a password typed into the wrong field must
     # not reach the log.
     shown = repr(username) if username_problem(username) is None else "(not a username)"
-    logger.bind(request_id=caller.request_id).warning(f"failed login for {shown}")
+    logger.warning(f"failed login for {shown}")

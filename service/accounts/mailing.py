@@ -36,7 +36,7 @@ async def issue_with_message(
     now = time.time()
     await account_tokens.create(
         conn,
-        token_hash=tokens.refresh_token_hash(token),
+        token_hash=tokens.token_digest(token),
         purpose=kind.value,
         user_id=user.id,
         token_version=user.token_version,
@@ -69,7 +69,7 @@ def token_hash(token: str) -> str:
     """The stored form of a token; InvalidAccountToken for what no token looks like."""
     if not is_token_id(token):  # a NUL, say: answered without asking the database
         raise InvalidAccountToken
-    return tokens.refresh_token_hash(token)
+    return tokens.token_digest(token)
 
 
 async def usable(

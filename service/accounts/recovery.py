@@ -49,9 +49,7 @@ async def request_reset(
                 conn, accounts, user=user, kind=kind, language=language
             )
             queued = True
-            logger.bind(request_id=caller.request_id).info(
-                f"password reset link queued for user {user.id}"
-            )
+            logger.info(f"password reset link queued for user {user.id}")
     if queued:  # committed: the sender may take it now
         accounts.mail_queued()
 
@@ -83,7 +81,9 @@ async def _count_request(
         ThrottleKey(username=f"recovery#{keyed.hexdigest()}", client=""),
         ThrottleKey(username="recovery#", client=caller.address or ""),
     )
-    for key in keys:  # always in this order: two requests never wait for each other's
+    # Each key's own lock (its pair's): a request waits only for others on its address or
+    # from its client, and always in this order, so two never wait for each other's.
+    for key in keys:
         await throttle.lock(conn, key)
     wait = max([await throttle.seconds_locked(conn, accounts.settings, key) for key in keys])
     if wait > 0:

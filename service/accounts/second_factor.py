@@ -17,6 +17,7 @@ import secrets
 
 from loguru import logger
 
+from service import tokens
 from service.accounts import sessions, throttle, totp
 from service.accounts.context import Accounts, Caller
 from service.accounts.errors import IncorrectLoginCode, InvalidMfaToken
@@ -43,7 +44,7 @@ async def issue_challenge(conn: Connection, accounts: Accounts, *, user: User) -
     now = accounts.clock()
     await mfa_challenges.create(
         conn,
-        token_hash=_token_hash(token),
+        token_hash=tokens.token_digest(token),
         user_id=user.id,
         token_version=user.token_version,
         password_fingerprint=_fingerprint(user.hashed_password),
@@ -60,7 +61,7 @@ async def complete_login(
 
     InvalidMfaToken, IncorrectLoginCode, or LoginLocked while the throttle holds.
     """
-    token_hash = _token_hash(mfa_token)
+    token_hash = tokens.token_digest(mfa_token)
     async with accounts.database.read() as conn:
         challenge = await mfa_challenges.find(conn, token_hash=token_hash)
         user = await _bound_user(conn, accounts, challenge)
@@ -75,9 +76,7 @@ async def complete_login(
         if outcome is _Outcome.ACCEPTED:
             opened = await sessions.open_session(conn, accounts, user=user, caller=caller)
     if opened is None:  # raised after the unit of work, so the failure counted is committed
-        logger.bind(request_id=caller.request_id).warning(
-            f"wrong second factor at login for user {user.id}"
-        )
+        logger.warning(f"wrong second factor at login for user {user.id}")
         raise IncorrectLoginCode
     return sessions.issue_tokens(accounts, user=user, session=opened)
 
@@ -130,10 +129,6 @@ async def _bound_user(
     if _fingerprint(user.hashed_password) != challenge.password_fingerprint:
         return None
     return user
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _fingerprint(hashed_password: str) -> str:

@@ -51,7 +51,7 @@ async def open_session(
         conn,
         session_id=opened.id,
         user_id=user.id,
-        refresh_token_hash=tokens.refresh_token_hash(opened.refresh_token),
+        refresh_token_hash=tokens.token_digest(opened.refresh_token),
         expires_at=_refresh_expiry(accounts, started_at=time.time()),
         user_agent=_printable(caller.user_agent)[:_MAX_USER_AGENT] or None,
         client=caller.address,
@@ -71,17 +71,17 @@ def issue_tokens(accounts: Accounts, *, user: User, session: OpenedSession) -> T
     return Tokens(issued.token, issued.expires_in, session.refresh_token)
 
 
-async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> Tokens:
+async def refresh(accounts: Accounts, *, refresh_token: str) -> Tokens:
     """Spend `refresh_token` for new tokens of its session; a replayed one ends the session."""
     if not tokens.is_refresh_token_shaped(refresh_token):
         raise InvalidRefreshToken  # no token of ours: refused like an unknown one
-    token_hash = tokens.refresh_token_hash(refresh_token)
+    token_hash = tokens.token_digest(refresh_token)
     renewed: OpenedSession | None = None
     user: User | None = None
     async with accounts.database.transaction() as conn:
         session = await sessions.by_refresh_hash(conn, token_hash=token_hash)
         if session is None:
-            await _end_session_if_replayed(conn, token_hash, caller)
+            await _end_session_if_replayed(conn, token_hash)
         elif session.is_open(time.time()) and not _too_old(accounts, session):
             user = await user_queries.get_by_id(conn, user_id=session.user_id)
             if user is not None and user.is_active:
@@ -90,7 +90,7 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
                     conn,
                     session_id=session.id,
                     old_hash=token_hash,
-                    new_hash=tokens.refresh_token_hash(renewed.refresh_token),
+                    new_hash=tokens.token_digest(renewed.refresh_token),
                     expires_at=_refresh_expiry(accounts, started_at=session.started_at),
                 )
                 if not rotated:  # not current any more: never spend a token twice
@@ -103,14 +103,12 @@ async def refresh(accounts: Accounts, *, refresh_token: str, caller: Caller) -> 
     return issue_tokens(accounts, user=user, session=renewed)
 
 
-async def _end_session_if_replayed(conn: Connection, token_hash: str, caller: Caller) -> None:
+async def _end_session_if_replayed(conn: Connection, token_hash: str) -> None:
     """A spent refresh token presented again means theft: end its session for everyone."""
     replayed = await sessions.session_of_spent_token(conn, token_hash=token_hash)
     if replayed is not None:
         await sessions.end_session_by_id(conn, session_id=replayed)
-        logger.bind(request_id=caller.request_id).warning(
-            "a spent refresh token was presented again; its session ended"
-        )
+        logger.warning("a spent refresh token was presented again; its session ended")
 
 
 async def list_open(accounts: Accounts, *, user_id: int) -> list[Session]:

@@ -13,8 +13,11 @@
 - Wrong current passwords (a password change) and wrong TOTP codes on the user's own
   routes are counted like failed logins, per user (`count_user_check`).
 
-A check and the count after it are one step: the unit of work first takes the lock of
-the key's username (`lock`), so parallel attempts, on any node, count one by one.
+A check and the count after it are one step: the unit of work first takes the key's lock
+(`lock`), so parallel attempts, on any node, count one by one. The lock covers exactly the
+rows counted: a login key's account (its count is shared by all its pairs), any other
+key's pair alone, so unrelated pairs (every client asking for password recovery) never
+wait for each other.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class ThrottleKey:
 
     username: str
     client: str
+    # Counted per account too (a login's key): its lock must then be the account's.
+    per_account: bool = False
 
 
 def throttle_key(username: str, client: str | None, *, secret: str) -> ThrottleKey:
@@ -57,10 +62,10 @@ def throttle_key(username: str, client: str | None, *, secret: str) -> ThrottleK
     """
     bucket = client_bucket(client)
     if username_problem(username) is None:
-        return ThrottleKey(username=username.lower(), client=bucket)
+        return ThrottleKey(username=username.lower(), client=bucket, per_account=True)
     typed = username.encode("utf-8", "surrogatepass")
     name = "#" + hmac.new(secret.encode(), typed, hashlib.sha256).hexdigest()
-    return ThrottleKey(username=name, client=bucket)
+    return ThrottleKey(username=name, client=bucket, per_account=True)
 
 
 def client_bucket(address: str | None) -> str:
@@ -109,8 +114,15 @@ async def count_user_check(
 
 
 async def lock(conn: Connection, key: ThrottleKey) -> None:
-    """Until the unit of work ends, no other checks or counts the key's username (and pair)."""
-    await conn.lock(f"throttle:{key.username}")
+    """Until the unit of work ends, no other checks or counts the rows of the key.
+
+    A login key's rows are its account's (every pair of the username): the account's lock.
+    Any other key counts its pair alone: the pair's lock, which no other pair waits for.
+    """
+    if key.per_account:
+        await conn.lock(f"throttle:{key.username}")
+    else:
+        await conn.lock(f"throttle-pair:{key.username}:{key.client}")
 
 
 async def refuse_login_if_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> None:

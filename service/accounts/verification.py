@@ -12,7 +12,7 @@ import time
 from loguru import logger
 
 from service.accounts import mailing
-from service.accounts.context import Accounts, Caller
+from service.accounts.context import Accounts
 from service.accounts.errors import (
     EmailAlreadyVerified,
     InactiveUser,
@@ -26,9 +26,7 @@ from service.queries import account_tokens
 from service.queries import users as user_queries
 
 
-async def request_verification(
-    accounts: Accounts, *, user_id: int, language: Language, caller: Caller
-) -> None:
+async def request_verification(accounts: Accounts, *, user_id: int, language: Language) -> None:
     """Queue a verification link to the user's address (at most one per min. interval)."""
     async with accounts.database.transaction() as conn:
         # As he is now, and locked: parallel requests queue one link, not one each.
@@ -44,9 +42,7 @@ async def request_verification(
             return  # the link sent a moment ago is on its way
         await mailing.issue_with_message(conn, accounts, user=user, kind=kind, language=language)
     accounts.mail_queued()  # committed: the sender may take it now
-    logger.bind(request_id=caller.request_id).info(
-        f"email verification link queued for user {user_id}"
-    )
+    logger.info(f"email verification link queued for user {user_id}")
 
 
 async def verify_email(accounts: Accounts, *, token: str) -> None:

@@ -14,6 +14,7 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractResource
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -53,6 +54,9 @@ def setup_metrics(app: web.Application, settings: Settings) -> None:
 
 
 def _middleware(metrics: Metrics) -> Middleware:
+    # Each route's label, made on its first request: the app's routes are a fixed few.
+    labels: dict[AbstractResource, str] = {}
+
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count and time every request by method, route template and status."""
@@ -72,12 +76,20 @@ def _middleware(metrics: Metrics) -> Middleware:
         finally:
             metrics.in_flight.dec()
             method = request.method if request.method in METHODS else OTHER
-            resource = request.match_info.route.resource
-            # As the API document writes it: `/products/` and its alias `/products` are one.
-            route = (resource.canonical.rstrip("/") or "/") if resource is not None else UNMATCHED
+            route = _route_label(labels, request.match_info.route.resource)
             metrics.request_answered(method, route, status, time.perf_counter() - started)
 
     return count
+
+
+def _route_label(labels: dict[AbstractResource, str], resource: AbstractResource | None) -> str:
+    """The route's label, as the API document writes it (`/products/` and `/products` are one)."""
+    if resource is None:
+        return UNMATCHED
+    label = labels.get(resource)
+    if label is None:
+        label = labels[resource] = resource.canonical.rstrip("/") or "/"
+    return label
 
 
 async def _serve(request: web.Request) -> web.Response:

@@ -74,7 +74,6 @@ async def refresh(request: web.Request) -> web.Response:
     issued = await sessions.refresh(
         request.app[keys.ACCOUNTS],
         refresh_token=request[keys.BODY]["refresh_token"],
-        caller=caller(request),
     )
     return _token_response(issued)
 
@@ -110,6 +109,4 @@ async def test_token(request: web.Request) -> web.Response:
 
 
 def _token_response(issued: Tokens) -> web.Response:
-    return json_response(
-        tokens_json(issued), headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
-    )
+    return json_response(tokens_json(issued))  # no-store: see service/headers.py

@@ -86,7 +86,6 @@ async def request_verification(request: web.Request) -> web.Response:
         request.app[keys.ACCOUNTS],
         user_id=current_user(request).id,
         language=language,
-        caller=caller(request),
     )
     return _accepted("verification_accepted", language)
 

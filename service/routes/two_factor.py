@@ -30,7 +30,6 @@ from service.validation import accepts_form_too
 
 routes = web.RouteTableDef()
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _BODY_ERRORS = (400, 413, 415, 422)
 _WRONG_CODES = (
     " Wrong codes count per user like wrong current passwords: after LOGIN_MAX_FAILURES "
@@ -71,7 +70,7 @@ async def enroll_totp(request: web.Request) -> web.Response:
         "otpauth_uri": enrollment.otpauth_uri,
         "qr_svg": enrollment.qr_svg,
     }
-    return json_response(body, headers=_NO_STORE)
+    return json_response(body)
 
 
 @routes.post("/users/me/totp/confirm")
@@ -96,7 +95,7 @@ async def confirm_totp(request: web.Request) -> web.Response:
         session=current_session(request),
         code=request[keys.BODY]["code"],
     )
-    return json_response({"recovery_codes": codes}, headers=_NO_STORE)
+    return json_response({"recovery_codes": codes})
 
 
 @routes.delete("/users/me/totp")
@@ -146,7 +145,7 @@ async def new_recovery_codes(request: web.Request) -> web.Response:
         session=current_session(request),
         code=request[keys.BODY]["code"],
     )
-    return json_response({"recovery_codes": codes}, headers=_NO_STORE)
+    return json_response({"recovery_codes": codes})
 
 
 @routes.delete("/users/{user:[0-9]+}/totp")
@@ -197,4 +196,4 @@ async def login_mfa(request: web.Request) -> web.Response:
         code=body["code"],
         caller=caller(request),
     )
-    return json_response(tokens_json(issued), headers=_NO_STORE)
+    return json_response(tokens_json(issued))
