@@ -62,7 +62,7 @@ def _middleware(metrics: Metrics) -> Middleware:
         """Count and time every request by method, route template and status."""
         started = time.perf_counter()
         status = 500  # an exception no middleware turned into an answer
-        metrics.in_flight.inc()
+        metrics.request_started()
         try:
             response = await handler(request)
             status = response.status
@@ -74,7 +74,6 @@ def _middleware(metrics: Metrics) -> Middleware:
             status = CLIENT_CLOSED_REQUEST
             raise
         finally:
-            metrics.in_flight.dec()
             method = request.method if request.method in METHODS else OTHER
             route = _route_label(labels, request.match_info.route.resource)
             metrics.request_answered(method, route, status, time.perf_counter() - started)
