@@ -7,7 +7,6 @@ from aiohttp_apispec import docs, form_schema, request_schema, response_schema
 
 from service import keys
 from service.accounts import login, sessions
-from service.accounts.sessions import Tokens
 from service.auth import Access, current_session, current_user, requires
 from service.client_address import caller
 from service.metrics.web import counts_login_outcomes
@@ -51,7 +50,7 @@ async def login_access_token(request: web.Request) -> web.Response:
         password=form["password"],
         caller=caller(request),
     )
-    return _token_response(issued)
+    return json_response(tokens_json(issued))  # no-store: service/headers.py
 
 
 @routes.post("/login/refresh")
@@ -75,7 +74,7 @@ async def refresh(request: web.Request) -> web.Response:
         request.app[keys.ACCOUNTS],
         refresh_token=request[keys.BODY]["refresh_token"],
     )
-    return _token_response(issued)
+    return json_response(tokens_json(issued))  # no-store: service/headers.py
 
 
 @routes.post("/logout")
@@ -106,7 +105,3 @@ async def logout(request: web.Request) -> web.Response:
 @response_schema(UserSchema, 200, description="The token's user")
 async def test_token(request: web.Request) -> web.Response:
     return json_response(user_json(current_user(request)))
-
-
-def _token_response(issued: Tokens) -> web.Response:
-    return json_response(tokens_json(issued))  # no-store: see service/headers.py
