@@ -103,11 +103,15 @@ def _postgres_session_databases() -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, engine: Dialect) -> Settings:
-    """Settings pointing at this test's own files and database; nothing is migrated yet."""
+def settings(tmp_path: Path, engine: Dialect, request: pytest.FixtureRequest) -> Settings:
+    """Settings pointing at this test's own files and database; nothing is migrated yet,
+    unless the test asks for `migrated` (PostgreSQL: then it is handed out migrated)."""
+    postgres_url = None
+    if engines.is_postgres():
+        postgres_url = engines.database_for(tmp_path, migrated=_wants_migrated(request))
     return Settings(
         database_path=tmp_path / "test.db",
-        postgres_url=engines.database_for(tmp_path) if engines.is_postgres() else None,
+        postgres_url=postgres_url,
         log_file=tmp_path / "logs" / "app.log",
         log_stderr=False,
         secret_key=TEST_SECRET_KEY,
@@ -127,6 +131,13 @@ def migrated(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     else:
         shutil.copyfile(request.getfixturevalue("sqlite_template"), settings.database_path)
     return settings
+
+
+def _wants_migrated(request: pytest.FixtureRequest) -> bool:
+    """The test uses the `migrated` fixture (not a parameter of that name)."""
+    callspec = getattr(request.node, "callspec", None)
+    parameters = callspec.params if callspec is not None else {}
+    return "migrated" in request.fixturenames and "migrated" not in parameters
 
 
 @pytest.fixture(scope="session")
