@@ -34,13 +34,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out the other engine's own tests, and, without a server, those that need one.
 
-    sqlite_only tests run only in `make test`, postgresql_only ones only in
-    `make test-postgresql`. needs_postgresql tests (copying between the engines, the
+    sqlite_only and engine_independent tests run only in `make test` (the latter would
+    run the same again), postgresql_only ones only in `make test-postgresql`.
+    needs_postgresql tests (copying between the engines, the
     README's PostgreSQL commands) run in `make test` when the server answers; when it does
     not they are left out and said so, unless REQUIRE_POSTGRES is set (CI), which fails.
     """
-    other = "sqlite_only" if engines.is_postgres() else "postgresql_only"
-    left_out = [item for item in items if item.get_closest_marker(other) is not None]
+    others = (
+        ("sqlite_only", "engine_independent") if engines.is_postgres() else ("postgresql_only",)
+    )
+    left_out = [item for item in items if any(item.get_closest_marker(m) for m in others)]
     if not engines.is_postgres() and not os.environ.get("REQUIRE_POSTGRES"):
         unreachable = engines.server_problem()
         if unreachable is not None:
@@ -56,8 +59,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _LEFT_OUT:
         half = "make test" if engines.is_postgres() else "make test-postgresql"
         terminalreporter.write_line(
-            f"engine {engines.ENGINE}: {len(_LEFT_OUT)} tests left out: the other engine's "
-            f"(they run in `{half}`)"
+            f"engine {engines.ENGINE}: {len(_LEFT_OUT)} tests left out: the other engine's"
+            + (" and those independent of the engine" if engines.is_postgres() else "")
+            + f" (they run in `{half}`)"
             + (f", and those that need a PostgreSQL server ({_NO_SERVER[0]})" if _NO_SERVER else "")
         )
 

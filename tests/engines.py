@@ -112,17 +112,12 @@ def _recycle(name: str) -> bool:
     the template's equal (its schema changed) or cannot be taken over (still in use)."""
     try:
         _disconnect_everyone_from(name)
-        with contextlib.closing(psycopg2.connect(url_of(name))) as conn, conn:
-            with conn.cursor() as cursor:
-                if _schema_of(cursor) != _template_schema():
-                    return False
-                cursor.execute(
-                    "SELECT string_agg(format('%%I', tablename), ', ') FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename <> ALL(%s)",
-                    (list(_YOYO_TABLES),),
-                )
-                (tables,) = cursor.fetchone()
-                cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        with contextlib.closing(psycopg2.connect(url_of(name))) as conn, conn, conn.cursor() as cur:
+            if _schema_of(cur) != _template_schema():
+                return False
+            cur.execute(_TABLES_SQL, (list(_YOYO_TABLES),))
+            (tables,) = cur.fetchone()
+            cur.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         spare = f"{_PREFIX}spare_{next(_spare_names)}"
         _admin(f'ALTER DATABASE "{name}" RENAME TO "{spare}"')
     except psycopg2.Error:
@@ -133,57 +128,68 @@ def _recycle(name: str) -> bool:
 
 def _disconnect_everyone_from(name: str) -> None:
     """End every other session on `name`, and wait until they are gone."""
-    others = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
     with admin_connection() as conn, conn.cursor() as cursor:
         for _ in range(100):
-            cursor.execute(f"SELECT pg_terminate_backend(pid) FROM ({others}) AS o", (name,))
+            cursor.execute(_TERMINATE_SQL, (name,))
             if not cursor.fetchall():
                 return
             time.sleep(0.01)
 
 
-_template_schema_cache: list[tuple[Any, ...]] | None = None
+_template_schema_cache: list[tuple[Any, ...]] = []
 
 
 def _template_schema() -> list[tuple[Any, ...]]:
-    global _template_schema_cache
-    if _template_schema_cache is None:
+    if not _template_schema_cache:
         url = url_of(_migrated_template())
         with contextlib.closing(psycopg2.connect(url)) as conn, conn.cursor() as cursor:
-            _template_schema_cache = _schema_of(cursor)
+            _template_schema_cache.extend(_schema_of(cursor))
     return _template_schema_cache
 
 
 def _schema_of(cursor: psycopg2.extensions.cursor) -> list[tuple[Any, ...]]:
     """What a test could have changed beyond the rows: objects, definitions, migrations."""
-    cursor.execute(
-        "SELECT c.relkind::text, c.relname, n.nspname, "
-        "       coalesce(pg_get_indexdef(c.oid), ''), "
-        "       (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)"
-        "               || ' ' || a.attnotnull || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''),"
-        "               ', ' ORDER BY a.attnum)"
-        "          FROM pg_attribute a LEFT JOIN pg_attrdef d"
-        "            ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
-        "         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
-        "UNION ALL SELECT 'constraint', conname, conrelid::regclass::text, "
-        "       pg_get_constraintdef(oid), '' FROM pg_constraint "
-        "WHERE connamespace = 'public'::regnamespace "
-        "UNION ALL SELECT 'routine', proname, pronamespace::regnamespace::text, '', '' "
-        "FROM pg_proc WHERE pronamespace NOT IN "
-        "  ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) "
-        "UNION ALL SELECT 'trigger', tgname, tgrelid::regclass::text, '', '' "
-        "FROM pg_trigger WHERE NOT tgisinternal "
-        "UNION ALL SELECT 'migration', migration_hash, migration_id, '', '' "
-        "FROM _yoyo_migration "
-        "UNION ALL SELECT 'log', count(*)::text, '', '', '' FROM _yoyo_log "
-        "UNION ALL SELECT 'database setting', array_to_string(setconfig, ','), '', '', '' "
-        "FROM pg_db_role_setting WHERE setdatabase = "
-        "  (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "ORDER BY 1, 2, 3, 4, 5"
-    )
+    cursor.execute(_SCHEMA_SQL)
     return list(cursor.fetchall())
+
+
+_TABLES_SQL = """
+    SELECT string_agg(format('%%I', tablename), ', ') FROM pg_tables
+    WHERE schemaname = 'public' AND tablename <> ALL(%s)
+"""
+_TERMINATE_SQL = """
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = %s AND pid <> pg_backend_pid()
+"""
+_SCHEMA_SQL = """
+    SELECT c.relkind::text, c.relname, n.nspname, coalesce(pg_get_indexdef(c.oid), ''),
+           (SELECT string_agg(concat_ws(' ', a.attname, format_type(a.atttypid, a.atttypmod),
+                                        a.attnotnull, pg_get_expr(d.adbin, d.adrelid)),
+                              ', ' ORDER BY a.attnum)
+              FROM pg_attribute a
+              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    UNION ALL
+    SELECT 'constraint', conname, conrelid::regclass::text, pg_get_constraintdef(oid), ''
+      FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'routine', proname, pronamespace::regnamespace::text, '', '' FROM pg_proc
+     WHERE pronamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    UNION ALL
+    SELECT 'trigger', tgname, tgrelid::regclass::text, '', '' FROM pg_trigger
+     WHERE NOT tgisinternal
+    UNION ALL
+    SELECT 'migration', migration_hash, migration_id, '', '' FROM _yoyo_migration
+    UNION ALL
+    SELECT 'yoyo log', count(*)::text, '', '', '' FROM _yoyo_log
+    UNION ALL
+    SELECT 'database setting', array_to_string(setconfig, ','), '', '', ''
+      FROM pg_db_role_setting
+     WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY 1, 2, 3, 4, 5
+"""
 
 
 def drop_session_databases() -> None:

@@ -25,7 +25,10 @@ import pytest
 
 from tests.helpers_process import REPO_ROOT, Server, database_of, started, wait_until_serving
 
-pytestmark = pytest.mark.process
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.engine_independent("the API document and the clients generated from it"),
+]
 
 TOOLS = REPO_ROOT / ".ci" / "api-tools" / "node_modules" / ".bin"
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiohttp_apispec import docs, request_schema, response_schema
@@ -21,6 +22,8 @@ from service.openapi.document import build_document
 from service.schemas.products import ProductCreateSchema, ProductSchema
 from service.settings import ProductWriteAccess, Settings
 from tests.conftest import TEST_SECRET_KEY
+
+pytestmark = pytest.mark.engine_independent("the API document")
 
 Client = TestClient  # type: ignore[type-arg]
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -35,7 +35,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.helpers_process import REPO_ROOT, Server, call, started, wait_until_serving
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.engine_independent("the Swagger and Redoc pages")]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -60,6 +60,7 @@ def test_the_scan_finds_a_remembered_secret_and_every_pattern(tmp_path: Path) ->
 
 
 @pytest.mark.usefixtures("pythonpath")
+@pytest.mark.engine_independent("the scan of a suite of its own")
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
 def test_a_planted_secret_fails_the_whole_run(
     pytester: pytest.Pytester, workers: list[str]

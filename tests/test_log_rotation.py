@@ -20,6 +20,8 @@ from service.settings import Settings, SettingsError
 from service.supervisor import worker_log_file
 from tests.helpers_process import call, started, wait_until_serving
 
+pytestmark = pytest.mark.engine_independent("the log files")
+
 ROTATION = 10_000  # the smallest LOG_ROTATION allowed
 RECORD = "x" * 500  # about 20 records to a file
 ROTATED = re.compile(r"\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}(?:\.\d+)?\.log")

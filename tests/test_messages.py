@@ -17,6 +17,8 @@ from service.app import create_app
 from service.errors import ApiError
 from service.settings import Settings
 
+pytestmark = pytest.mark.engine_independent("the answers' language")
+
 Client = TestClient[web.Request, web.Application]
 
 SERVICE = Path(__file__).resolve().parent.parent / "service"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.engine_independent("SECURITY.md")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # `tests/file.py`, `tests/file.py::test_name`, or `…::test_name` (same file as the last one)
 REFERENCE = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`|`…::(\w+)`")
