@@ -38,7 +38,8 @@ ROUTE_TABLES = (
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """A fully wired application; nothing is opened until it starts.
 
-    `clock` tells the account rules the time (TOTP codes): tests pass their own.
+    `clock` tells the account rules the time (TOTP codes, the login throttle's windows):
+    tests pass their own.
 
     Serve it through service.serving.make_runner: its connection class is part of the
     service (service/connection.py).

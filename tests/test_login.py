@@ -229,16 +229,25 @@ async def test_the_lockout_survives_a_restart(
 async def test_the_lockout_ends_with_its_window_and_refusals_do_not_extend_it(
     aiohttp_client: ClientFactory, migrated: Settings, database: Database
 ) -> None:
-    client: Client = await aiohttp_client(create_app(_throttled(migrated, window=3)))
+    now = [time.time()]  # the app's clock, moved by hand: the window is exact, not slept
+    app = create_app(_throttled(migrated, window=60), clock=lambda: now[0])
+    client: Client = await aiohttp_client(app)
     await make_user(database, "alice")
-    await _fail(client, "alice", 1)
-    started = time.monotonic()  # the window began before this moment
+    await _fail(client, "alice", 1)  # the window begins
+    now[0] += 10
     await _fail(client, "alice", 2)
-    await _locked(await login(client, "alice"), 3)
-    await asyncio.sleep(max(0.0, started + 1.5 - time.monotonic()))
-    await _locked(await login(client, "alice"), 3)  # refused: must not restart the window
-    await asyncio.sleep(max(0.0, started + 3.15 - time.monotonic()))
+    await _retry_after(await login(client, "alice"), 50)
+    now[0] += 30
+    await _retry_after(await login(client, "alice"), 20)  # refused: the window goes on
+    now[0] += 19.5
+    await _retry_after(await login(client, "alice"), 1)  # half a second, rounded up
+    now[0] += 0.5
     assert (await login(client, "alice")).status == 200
+
+
+async def _retry_after(response: Any, seconds: int) -> None:
+    await problem(response, 429)
+    assert response.headers["Retry-After"] == str(seconds)
 
 
 # --- hash upgrade --------------------------------------------------------------------------

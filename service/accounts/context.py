@@ -21,8 +21,8 @@ class Accounts:
     # Called once a unit of work that queued mail has committed: wakes this process's
     # sender, so the message goes now rather than at its next poll.
     mail_queued: Callable[[], None] = lambda: None
-    # What time it is, for TOTP codes and second-factor challenges: tests inject their own
-    # and compute real codes with pyotp at it.
+    # What time it is, for TOTP codes, second-factor challenges and the throttle's windows:
+    # tests inject their own (and compute real codes with pyotp at it).
     clock: Callable[[], float] = time.time
 
 

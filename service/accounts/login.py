@@ -53,7 +53,9 @@ async def log_in(accounts: Accounts, *, username: str, password: str, caller: Ca
     """
     key = throttle.throttle_key(username, caller.address, secret=accounts.token_key)
     async with accounts.database.read() as conn:
-        await throttle.refuse_login_if_locked(conn, accounts.settings, key)  # spare the hash
+        await throttle.refuse_login_if_locked(
+            conn, accounts.settings, key, now=accounts.clock()
+        )  # spare the hash
     user = await authenticate(accounts, username=username, password=password)
     opened: OpenedSession | None = None
     mfa_token: str | None = None
@@ -121,10 +123,10 @@ async def _verdict(
     throttle's lock), each seeing the failures counted before it.
     """
     await throttle.lock(conn, key)
-    await throttle.refuse_login_if_locked(conn, accounts.settings, key)
+    await throttle.refuse_login_if_locked(conn, accounts.settings, key, now=accounts.clock())
     stored = None if user is None else await _as_verified(conn, user)
     if stored is None:
-        await throttle.record_login_failure(conn, accounts.settings, key)
+        await throttle.record_login_failure(conn, accounts.settings, key, now=accounts.clock())
         return Verdict.REFUSED
     if not stored.totp_enabled:
         # With TOTP on only the second step clears the failures: otherwise the password

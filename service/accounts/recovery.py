@@ -85,8 +85,11 @@ async def _count_request(
     # from its client, and always in this order, so two never wait for each other's.
     for key in keys:
         await throttle.lock(conn, key)
-    wait = max([await throttle.seconds_locked(conn, accounts.settings, key) for key in keys])
+    now = accounts.clock()
+    wait = max(
+        [await throttle.seconds_locked(conn, accounts.settings, key, now=now) for key in keys]
+    )
     if wait > 0:
         raise TooManyRequests(wait)
     for key in keys:
-        await throttle.record_failure(conn, accounts.settings, key)
+        await throttle.record_failure(conn, accounts.settings, key, now=now)

@@ -71,7 +71,7 @@ async def complete_login(
     opened: OpenedSession | None = None
     async with accounts.database.transaction() as conn:
         await throttle.lock(conn, key)  # parallel wrong codes count one by one, as logins
-        await throttle.refuse_login_if_locked(conn, accounts.settings, key)
+        await throttle.refuse_login_if_locked(conn, accounts.settings, key, now=accounts.clock())
         outcome = await _second_step(conn, accounts, token_hash, user, code, key)
         if outcome is _Outcome.ACCEPTED:
             opened = await sessions.open_session(conn, accounts, user=user, caller=caller)
@@ -96,7 +96,7 @@ async def _second_step(
         )
         if not counted:  # dead meanwhile (a parallel wrong code was its last)
             raise InvalidMfaToken
-        await throttle.record_login_failure(conn, accounts.settings, key)
+        await throttle.record_login_failure(conn, accounts.settings, key, now=now)
         return _Outcome.WRONG_CODE
     spent = await mfa_challenges.spend(
         conn, token_hash=token_hash, max_failures=MAX_CODE_FAILURES, now=now

@@ -13,11 +13,12 @@
 - Wrong current passwords (a password change) and wrong TOTP codes on the user's own
   routes are counted like failed logins, per user (`count_user_check`).
 
-A check and the count after it are one step: the unit of work first takes the key's lock
-(`lock`), so parallel attempts, on any node, count one by one. The lock covers exactly the
-rows counted: a login key's account (its count is shared by all its pairs), any other
-key's pair alone, so unrelated pairs (every client asking for password recovery) never
-wait for each other.
+Windows are measured on the clock the caller passes (`now`: the accounts' clock, which
+tests inject). A check and the count after it are one step: the unit of work first takes
+the key's lock (`lock`), so parallel attempts, on any node, count one by one. The lock
+covers exactly the rows counted: a login key's account (its count is shared by all its
+pairs), any other key's pair alone, so unrelated pairs (every client asking for password
+recovery) never wait for each other.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import hashlib
 import hmac
 import ipaddress
 import math
-import time
 from dataclasses import dataclass
 
 from service.accounts.errors import LoginLocked
@@ -95,7 +95,7 @@ def _user_check_key(user_id: int, bucket: str) -> ThrottleKey:
 
 
 async def count_user_check(
-    database: Database, settings: Settings, key: ThrottleKey, *, session: str
+    database: Database, settings: Settings, key: ThrottleKey, *, session: str, now: float
 ) -> int:
     """Count a check of the caller's secret before it is made; the caller clears it on success.
 
@@ -105,11 +105,11 @@ async def count_user_check(
     """
     async with database.transaction() as conn:
         await lock(conn, key)
-        wait = await seconds_locked(conn, settings, key)
+        wait = await seconds_locked(conn, settings, key, now=now)
         if wait:
             await sessions.end_session_by_id(conn, session_id=session)
         else:
-            await record_failure(conn, settings, key)
+            await record_failure(conn, settings, key, now=now)
     return wait
 
 
@@ -125,21 +125,25 @@ async def lock(conn: Connection, key: ThrottleKey) -> None:
         await conn.lock(f"throttle-pair:{key.username}:{key.client}")
 
 
-async def refuse_login_if_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
+async def refuse_login_if_locked(
+    conn: Connection, settings: Settings, key: ThrottleKey, *, now: float
+) -> None:
     """LoginLocked while the pair is locked out or its account must still wait."""
     wait = max(
-        await seconds_locked(conn, settings, key),
-        await _account_seconds_slowed(conn, settings, key),
+        await seconds_locked(conn, settings, key, now=now),
+        await _account_seconds_slowed(conn, settings, key, now=now),
     )
     if wait > 0:
         raise LoginLocked(wait)
 
 
-async def record_login_failure(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
+async def record_login_failure(
+    conn: Connection, settings: Settings, key: ThrottleKey, *, now: float
+) -> None:
     """Count one failed login for the pair and for its account."""
-    await record_failure(conn, settings, key)
+    await record_failure(conn, settings, key, now=now)
     await login_failures.record_account_failure(
-        conn, username=key.username, now=time.time(), window=settings.login_failure_window_seconds
+        conn, username=key.username, now=now, window=settings.login_failure_window_seconds
     )
 
 
@@ -149,26 +153,30 @@ async def clear_login(conn: Connection, key: ThrottleKey) -> None:
     await login_failures.clear_account_failures(conn, username=key.username)
 
 
-async def seconds_locked(conn: Connection, settings: Settings, key: ThrottleKey) -> int:
+async def seconds_locked(
+    conn: Connection, settings: Settings, key: ThrottleKey, *, now: float
+) -> int:
     """Whole seconds the key is still locked out for (0: it may try)."""
     wait = await login_failures.seconds_locked(
         conn,
         username=key.username,
         client=key.client,
-        now=time.time(),
+        now=now,
         max_failures=settings.login_max_failures,
         window=settings.login_failure_window_seconds,
     )
     return math.ceil(wait) if wait > 0 else 0
 
 
-async def record_failure(conn: Connection, settings: Settings, key: ThrottleKey) -> None:
+async def record_failure(
+    conn: Connection, settings: Settings, key: ThrottleKey, *, now: float
+) -> None:
     """Count one failed attempt in the key's current window."""
     await login_failures.record_failure(
         conn,
         username=key.username,
         client=key.client,
-        now=time.time(),
+        now=now,
         window=settings.login_failure_window_seconds,
     )
 
@@ -178,13 +186,15 @@ async def clear(conn: Connection, key: ThrottleKey) -> None:
     await login_failures.clear_failures(conn, username=key.username, client=key.client)
 
 
-async def _account_seconds_slowed(conn: Connection, settings: Settings, key: ThrottleKey) -> int:
+async def _account_seconds_slowed(
+    conn: Connection, settings: Settings, key: ThrottleKey, *, now: float
+) -> int:
     if settings.login_account_max_delay_seconds == 0:  # the per-account delay is off
         return 0
     wait = await login_failures.account_seconds_slowed(
         conn,
         username=key.username,
-        now=time.time(),
+        now=now,
         free_failures=ACCOUNT_FREE_FACTOR * settings.login_max_failures,
         window=settings.login_failure_window_seconds,
         max_delay=settings.login_account_max_delay_seconds,

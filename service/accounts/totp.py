@@ -261,7 +261,7 @@ async def _count_code_check(accounts: Accounts, me: User, *, session: str) -> No
     """
     key = throttle.totp_code_key(me.id)
     wait = await throttle.count_user_check(
-        accounts.database, accounts.settings, key, session=session
+        accounts.database, accounts.settings, key, session=session, now=accounts.clock()
     )
     if wait:
         # INFO: the middleware warns of the 429 itself; this line adds the session's end.

@@ -277,7 +277,7 @@ async def _check_password(
         raise CurrentPasswordRequired
     key = throttle.current_password_key(user.id)
     wait = await throttle.count_user_check(
-        accounts.database, accounts.settings, key, session=session
+        accounts.database, accounts.settings, key, session=session, now=accounts.clock()
     )
     if wait:
         logger.warning(f"too many wrong current passwords for user {user.id}: his session ended")
