@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.db import migrations
 from tests import engines
@@ -451,3 +452,36 @@ async def _parallel(base: str, requests: list[Req]) -> list[Reply]:
                 return Reply(response.status, dict(response.headers), await response.read())
 
         return list(await asyncio.gather(*(one(request) for request in requests)))
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def scrape(server: Server) -> Samples:
+    """GET /metrics, parsed: {sample name: [(labels, value), ...]}."""
+    status, headers, body = call(server, "GET", "/metrics")
+    assert status == 200, body
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def requests_to(samples: Samples, route: str) -> float:
+    answered = samples.get("http_requests_total", [])
+    return sum(v for labels, v in answered if labels["route"] == route)
+
+
+def wait_for_logins_in_flight(server: Server, count: int, *, timeout: float = 20) -> float:
+    """Wait until `count` logins have reached the app (answered or in flight, by /metrics);
+    return how many requests are still in flight besides the scrape itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(server)
+        in_flight = sum(v for _, v in samples["http_requests_in_flight"]) - 1  # the scrape
+        if requests_to(samples, "/login/access-token") + in_flight >= count:
+            return in_flight
+        assert time.monotonic() < deadline, f"{count} logins never arrived:\n{server.stderr()}"
+        time.sleep(0.02)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers_process import (
     Req,
@@ -33,6 +32,8 @@ from tests.helpers_process import (
     children,
     free_port,
     parallel,
+    requests_to,
+    scrape,
     started,
     wait_until_serving,
 )
@@ -43,22 +44,6 @@ pytestmark = pytest.mark.process
 PROMETHEUS = "/usr/bin/prometheus"
 ROUTE = "/products/{product_id}"
 WAIT_SECONDS = 30
-
-
-def scrape(server: Server) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """GET /metrics, parsed: {sample name: [(labels, value), ...]}."""
-    status, headers, body = call(server, "GET", "/metrics")
-    assert status == 200, body
-    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
-
-
-def requests_to(samples: dict[str, list[tuple[dict[str, str], float]]], route: str) -> float:
-    return sum(v for labels, v in samples["http_requests_total"] if labels["route"] == route)
 
 
 def pids_of(samples: dict[str, list[tuple[dict[str, str], float]]]) -> set[int]:

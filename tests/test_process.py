@@ -31,6 +31,7 @@ from tests.helpers_process import (
     run_to_exit,
     serving,
     started,
+    wait_for_logins_in_flight,
     wait_until_serving,
 )
 
@@ -215,7 +216,8 @@ def test_a_second_sigterm_during_the_graceful_stop_is_ignored(tmp_path: Path) ->
         # One argon2 thread: 12 logins queue for about a second, in flight at the signals.
         with ThreadPoolExecutor(12) as pool:
             logins = [pool.submit(login_status, server, "slow") for _ in range(12)]
-            time.sleep(0.3)
+            # All 12 reached the app (a login still connecting at the signal is refused).
+            assert wait_for_logins_in_flight(server, 12) > 0, "none left to finish: no test"
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.1)
             server.process.send_signal(signal.SIGTERM)
