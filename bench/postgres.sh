@@ -18,6 +18,9 @@
 #             nginx round-robin upstream (1 worker, keep-alive to the nodes) on PORT
 # and with --variants, on fewer scenarios:
 #   pg1_nginx one run.py behind the same nginx: what the proxy alone costs, for (c)/(b)
+#   pg2_split (c) with PASSWORD_HASH_THREADS=1 on each node: the host's two argon2 threads
+#             split between its nodes, as an operator would on one machine (name it in
+#             --competitors)
 #   pg1_async (b) with `synchronous_commit = off` for the database: what the WAL fsync of
 #             each commit costs (SQLite's default synchronous=NORMAL does not fsync a commit)
 #   MODE_base any mode but fastapi, running the code of --baseline REV (pg1_base, pg2_base):
@@ -118,7 +121,7 @@ serve() {  # MODE PORT; runs in a fresh folder for this competitor and round
       watch --pid "node=$$" "${PROXY[@]}" --db "$DB" --port "$port"
       node_cmd "$port" DATABASE_URL="$NODE_URL"
       exec "${NODE[@]}" ;;
-    pg2 | pg1_nginx)
+    pg2 | pg2_split | pg1_nginx)
       fresh_database
       node_url
       serve_behind_nginx "$mode" "$port" ;;
@@ -128,11 +131,13 @@ serve() {  # MODE PORT; runs in a fresh folder for this competitor and round
 
 serve_behind_nginx() {  # MODE PORT: the nodes on free ports, then nginx on PORT; until SIGTERM
   local mode="$1" port="$2" n=2 p pid
+  local -a env=(DATABASE_URL="$NODE_URL")
   [[ $mode == pg1_nginx ]] && n=1
+  [[ $mode == pg2_split ]] && env+=(PASSWORD_HASH_THREADS=1)
   PORTS=() PIDS=()  # global: the traps read them
   for ((i = 0; i < n; i++)); do
     p="$("$HOST_PY" "$HERE/lib/tool.py" free-port)"
-    node_cmd "$p" DATABASE_URL="$NODE_URL"
+    node_cmd "$p" "${env[@]}"
     "${NODE[@]}" > "node-$p.log" 2>&1 &
     PORTS+=("$p") PIDS+=($!)
   done

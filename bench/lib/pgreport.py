@@ -46,6 +46,7 @@ NAMES = {"fastapi": "fastapi", "sqlite": "(a) sqlite", "pg1": "(b) pg1", "pg2": 
 RATIOS = [
     ("pg1", "sqlite", "(b)÷(a)"),
     ("pg2", "pg1", "(c)÷(b)"),
+    ("pg2_split", "pg1", "pg2_split÷pg1"),
     ("pg2_base", "pg1_base", "pg2_base÷pg1_base"),
     ("pg1", "pg1_base", "pg1÷pg1_base"),
     ("pg2", "pg2_base", "pg2÷pg2_base"),
