@@ -92,6 +92,7 @@ _ACCOUNT_REFUSALS: dict[type[account.AccountError], tuple[type[ApiError], str]] 
     account.NotAllowed: (Forbidden, "not_enough_privileges"),
     account.TwoFactorRequired: (Forbidden, "two_factor_required"),
     account.SelfDeleteRefused: (Forbidden, "superuser_self_delete"),
+    account.OwnTotpResetRefused: (Forbidden, "own_totp_reset"),
     account.UserNotFound: (NotFound, "user_not_found"),
     account.SessionNotFound: (NotFound, "session_not_found"),
     account.UsernameTaken: (Conflict, "username_taken"),

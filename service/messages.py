@@ -31,6 +31,10 @@ MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Super users are not allowed to delete themselves",
         "Суперпользователь не может удалить сам себя",
     ),
+    "own_totp_reset": (
+        "Turn your own two-factor authentication off with DELETE /users/me/totp",
+        "Свою двухфакторную аутентификацию отключайте через DELETE /users/me/totp",
+    ),
     "last_superuser": (
         "At least one active superuser must remain",
         "Должен остаться хотя бы один активный суперпользователь",

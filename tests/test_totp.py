@@ -231,12 +231,20 @@ async def test_enrolling_again_replaces_a_pending_secret(
     assert fresh.status == 200
 
 
-async def test_confirming_with_nothing_pending_is_409(app: Client, database: Database) -> None:
-    user = await make_user(database, "alice")
-    response = await app.post(
-        "/users/me/totp/confirm", json={"code": "123456"}, headers=await auth(database, user.id)
+async def test_confirming_with_nothing_pending_is_409_and_no_wrong_code(
+    aiohttp_client: ClientFactory, migrated: Settings, clock: Clock, database: Database
+) -> None:
+    client = await client_with(
+        aiohttp_client, dataclasses.replace(migrated, login_max_failures=3), clock
     )
-    await problem(response, 409, "No two-factor enrollment is waiting to be confirmed")
+    user = await make_user(database, "alice")
+    headers = await auth(database, user.id)
+    for _ in range(4):  # past LOGIN_MAX_FAILURES, had each counted
+        response = await client.post(
+            "/users/me/totp/confirm", json={"code": "123456"}, headers=headers
+        )
+        await problem(response, 409, "No two-factor enrollment is waiting to be confirmed")
+    assert (await client.get("/users/me", headers=headers)).status == 200  # session lives
 
 
 async def test_login_with_totp_takes_two_steps(
@@ -469,6 +477,23 @@ async def test_a_superuser_removes_a_users_totp(
     assert await rows(database, "SELECT * FROM totp_recovery_codes") == []
     expected = f"two-factor authentication of user {user.id} removed by superuser {root.id}"
     assert any("WARNING" in line and expected in line for line in log_lines(migrated))
+
+
+async def test_a_superuser_cannot_remove_his_own_totp_on_the_superuser_route(
+    app: Client, database: Database, clock: Clock
+) -> None:
+    # A stolen access token alone must not strip the second factor: his own takes a code.
+    root = await make_user(database, "root", is_superuser=True)
+    headers = await auth(database, root.id)
+    secret, _ = await enable(app, headers, clock)
+    refused = await app.delete(f"/users/{root.id}/totp", headers=headers)
+    await problem(
+        refused, 403, "Turn your own two-factor authentication off with DELETE /users/me/totp"
+    )
+    await mfa_token(app, "root")  # still two steps
+    clock.advance(STEP)
+    body = {"password": PASSWORD, "code": code(secret, clock)}
+    assert (await app.delete("/users/me/totp", json=body, headers=headers)).status == 204
 
 
 async def test_superusers_without_totp_may_be_refused_superuser_routes(

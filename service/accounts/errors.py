@@ -51,6 +51,10 @@ class SelfDeleteRefused(AccountError):
     """A superuser cannot delete himself."""
 
 
+class OwnTotpResetRefused(AccountError):
+    """A superuser cannot remove his own TOTP on the superuser route: that needs his code."""
+
+
 class LastSuperuser(AccountError):
     """The change would leave no active superuser."""
 

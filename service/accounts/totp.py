@@ -36,6 +36,7 @@ from service.accounts.context import Accounts
 from service.accounts.errors import (
     CodeChecksLocked,
     InvalidCode,
+    OwnTotpResetRefused,
     TotpAlreadyEnabled,
     TotpNotEnabled,
     TotpNotPending,
@@ -100,6 +101,9 @@ async def confirm(accounts: Accounts, *, me: User, session: str, code: str) -> l
     """
     if me.totp_enabled:  # before the count: a 409 is no wrong code
         raise TotpAlreadyEnabled
+    async with accounts.database.read() as conn:  # nor is "nothing to confirm"
+        if await totp_queries.get_secret(conn, user_id=me.id) is None:
+            raise TotpNotPending
     await _count_code_check(accounts, me, session=session)
     codes = _new_recovery_codes()
     keys = _keys(accounts)
@@ -165,7 +169,13 @@ async def new_recovery_codes(accounts: Accounts, *, me: User, session: str, code
 
 
 async def reset_for_user(accounts: Accounts, *, by: User, user_id: int) -> None:
-    """A superuser turns a user's TOTP off (device and codes lost); his sessions end."""
+    """A superuser turns a user's TOTP off (device and codes lost); his sessions end.
+
+    Not his own (OwnTotpResetRefused): a stolen access token alone must not strip the
+    second factor; DELETE /users/me/totp asks for his password and a code.
+    """
+    if user_id == by.id:
+        raise OwnTotpResetRefused
     async with accounts.database.transaction() as conn:
         if await user_queries.get_for_update(conn, user_id=user_id) is None:
             raise UserNotFound

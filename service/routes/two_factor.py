@@ -154,7 +154,8 @@ async def new_recovery_codes(request: web.Request) -> web.Response:
     summary="Turn a user's two-factor login off (superuser)",
     operationId="reset_user_totp",
     description="For a user who lost both his device and his recovery codes: TOTP off, "
-    "recovery codes gone, and every session of his ends. Logged as a warning.",
+    "recovery codes gone, and every session of his ends. Logged as a warning. Not for the "
+    "caller himself (403): his own goes off with DELETE /users/me/totp, password and code.",
     parameters=[path_id("user", "The user's id")],
     responses={**no_content("Off"), **error_responses(401, 403, 404)},
 )
