@@ -5,10 +5,12 @@
   password. An IPv6 client counts by its /64 (a host gets a whole /64 for free).
 - Per account, from every address: past ACCOUNT_FREE_FACTOR x LOGIN_MAX_FAILURES failures
   in the window, each further failure makes the account wait 1, 2, 4, ... seconds, at
-  most LOGIN_ACCOUNT_MAX_DELAY_SECONDS. One address alone, locked at LOGIN_MAX_FAILURES,
-  never slows the account; guessing from many addresses is slowed to one guess per
-  delay, while a stranger can keep the owner waiting no longer than that delay (a lockout
-  would let him lock the owner out for the whole window). See SECURITY.md.
+  most LOGIN_ACCOUNT_MAX_DELAY_SECONDS, and the count carries into the next window while
+  failures go on (no free failures again for a guesser who waits out the delay). One
+  address alone, locked at LOGIN_MAX_FAILURES, never slows the account; guessing from
+  many addresses is slowed to one guess per delay, while a stranger can keep the owner
+  waiting no longer than that delay (a lockout would let him lock the owner out for the
+  whole window). See SECURITY.md.
 - A successful login clears both.
 - Wrong current passwords (a password change) and wrong TOTP codes on the user's own
   routes are counted like failed logins, per user (`count_user_check`).
@@ -143,7 +145,11 @@ async def record_login_failure(
     """Count one failed login for the pair and for its account."""
     await record_failure(conn, settings, key, now=now)
     await login_failures.record_account_failure(
-        conn, username=key.username, now=now, window=settings.login_failure_window_seconds
+        conn,
+        username=key.username,
+        now=now,
+        window=settings.login_failure_window_seconds,
+        free_failures=ACCOUNT_FREE_FACTOR * settings.login_max_failures,
     )
 
 

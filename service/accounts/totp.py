@@ -52,7 +52,7 @@ from service.totp_crypto import Sealed, SecretUnreadable, TotpKeys
 STEP_SECONDS = 30
 DIGITS = 6
 RECOVERY_CODES = 10
-# Recovery codes: 10 characters of this alphabet (50 bits), shown as xxxxx-xxxxx. No
+# Recovery codes: 10 characters of this alphabet (~46 bits), shown as xxxxx-xxxxx. No
 # digits, so a recovery code is never mistaken for a TOTP code, and none of l, o.
 _RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz"
 _RECOVERY_LENGTH = 10
