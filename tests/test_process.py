@@ -125,6 +125,9 @@ def test_no_migrate_on_a_fresh_database_refuses_to_serve(tmp_path: Path) -> None
     assert "pending" in message and "migration" in message, result.stderr
     for migration_id in migrations.known_migration_ids(engines.ENGINE):
         assert migration_id in result.stderr
+    # The fix it names migrates this database; `yoyo apply` would migrate yoyo.ini's.
+    assert "`python run.py migrate` (`make migrate`)" in result.stderr, result.stderr
+    assert "yoyo" not in result.stderr
     assert "Traceback" not in result.stderr
     assert "running on" not in (result.stdout + result.stderr).lower()
     assert database_untouched(tmp_path)  # refused without creating a database
