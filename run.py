@@ -147,9 +147,13 @@ def _port(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    # Worded as --port's errors are; argparse would say only "invalid _positive value".
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+        raise argparse.ArgumentTypeError("expected an integer, 1 or more")
     return value
 
 

@@ -181,6 +181,16 @@ def test_port_is_validated_as_port_is(tmp_path: Path, port: str, spelling: str) 
     assert database_untouched(tmp_path)  # refused before anything was touched
 
 
+@pytest.mark.parametrize("workers", ["abc", "0", "-1", "1.5"])
+def test_workers_is_validated_in_ports_words(tmp_path: Path, workers: str) -> None:
+    """Not argparse's "invalid _positive value: 'abc'"."""
+    result = run_py(tmp_path, "--workers", workers, PORT=str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "argument --workers: expected an integer, 1 or more" in result.stderr, result.stderr
+    assert "_positive" not in result.stderr and "Traceback" not in result.stderr
+    assert database_untouched(tmp_path)  # refused before anything was touched
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "workers"])
 def test_a_port_in_use_is_one_line_naming_it_and_exit_1(tmp_path: Path, workers: list[str]) -> None:
     with socket.socket() as taken:
