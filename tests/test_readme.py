@@ -356,7 +356,6 @@ def test_api_commands(tmp_path: Path) -> None:
     pattern = re.compile(CHECKS["test_api_commands"])
     with started(tmp_path) as server:
         wait_until_serving(server)
-        placeholders = {"<id>": lambda: _another_session_id(server)}
         variables: dict[str, str] = {}
         last_output: str | None = None
         ran = 0
@@ -372,17 +371,9 @@ def test_api_commands(tmp_path: Path) -> None:
                 if not pattern.search(command.text):
                     last_output = None
                     continue
-                last_output = _run_curl(tmp_path, server, command, variables, placeholders)
+                last_output = _run_curl(tmp_path, server, command, variables)
                 ran += 1
     assert ran == len(readme_commands("test_api_commands"))
-
-
-def _another_session_id(server: Server) -> str:
-    """A session of the README's account on another device, as GET /users/me/sessions lists it."""
-    token = log_in(server, *ALICE)["access_token"]
-    status, body = get(server, "/users/me/sessions", token)
-    assert status == 200, body
-    return next(s["id"] for s in json.loads(body)["data"] if s["current"])  # type: ignore[no-any-return]
 
 
 def _run_curl(
@@ -390,16 +381,15 @@ def _run_curl(
     server: Server,
     command: Command,
     variables: dict[str, str],
-    placeholders: dict[str, Callable[[], str]],
 ) -> str:
     curls = len(re.findall(r"\bcurl\b", command.text))
     assert curls <= 1, f"{at(command)}\n    one curl per command"
     text = on_port(command.text, server.port) if curls else command.text
     # The server writes its mail into the test's folder (MAIL_URL), not the checkout's ./mail.
     text = text.replace(" mail/*.eml", f" {tmp_path / 'mail'}/*.eml")
-    for placeholder in _PLACEHOLDER.findall(text):
-        assert placeholder in placeholders, f"{at(command)}\n    no value for {placeholder}"
-        text = text.replace(placeholder, placeholders[placeholder]())
+    # A reader pastes these in order: a value comes from an earlier answer (as OTHER does),
+    # never from a `<...>` to fill in by hand.
+    assert not _PLACEHOLDER.findall(text), f"{at(command)}\n    fill it from an answer"
     headers_file = tmp_path / "headers.txt"
     headers_file.unlink(missing_ok=True)
     assigned = _ASSIGNMENT.match(text)
