@@ -560,6 +560,12 @@ def test_make_migrate_commands(tmp_path: Path) -> None:
         database = Path(assigned.group(1)) if assigned else root / "products.db"
         said = f"sqlite:///{database if assigned else 'products.db'}: applied {len(known)} "
         assert said in result.stdout, f"{at(command)}\n{result.stdout}"
+        # The comment quotes the output, "first, ..., last": it names the newest migration.
+        if quoted := re.search(r'"([^"]+)"', command.comment):
+            head, dots, tail = quoted.group(1).partition(", ..., ")
+            lines = [line for line in result.stdout.splitlines() if line.startswith(head)]
+            assert lines, f"{at(command)}\n    the comment quotes {head!r}:\n{result.stdout}"
+            assert lines[0].endswith(tail if dots else head), f"{at(command)}\n{lines[0]}"
         assert migrations.pending_sync(database, known) == [], at(command)
     assert (absolute / "data").stat().st_mode & 0o777 == 0o700  # "creates /srv/data"
 
