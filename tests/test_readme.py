@@ -637,7 +637,8 @@ def test_backup_while_serving(tmp_path: Path) -> None:
         token = log_in(server, *ALICE)["access_token"]
         assert (root / "products.db-wal").stat().st_size > 0  # a plain copy would miss it
         for command in (backup, copy_key):
-            result = run_shell(command.text, root, environment(tmp_path))
+            # A usual umask, which would leave a plain copy readable by every local user.
+            result = run_shell(f"umask 022\n{command.text}", root, environment(tmp_path))
             assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
         assert get(server, "/health/ready")[0] == 200  # the server went on serving
     backup_file = sqlite3.connect(root / "backup.db")
@@ -649,6 +650,7 @@ def test_backup_while_serving(tmp_path: Path) -> None:
     assert names == ["Backed up"]
     assert migrations.pending_sync(root / "backup.db", migrations.known_migration_ids()) == []
     assert (root / "backup.db.secret_key").stat().st_mode & 0o777 == 0o600
+    assert (root / "backup.db").stat().st_mode & 0o777 == 0o600  # password hashes, sessions
     # "serve it with DATABASE_PATH=backup.db": the token issued before the backup works.
     restored = tmp_path / "restored"
     restored.mkdir()
