@@ -79,9 +79,17 @@ def _prepare_database(settings: Settings, *, migrate: bool) -> bool:
         print(f"error: migrations: {error}", file=sys.stderr)
         return False
     if pending:
+        # Not `yoyo apply`: that migrates yoyo.ini's database, not the one these settings name.
+        fix = (
+            "apply them on the server directly (`python run.py migrate` with DATABASE_URL "
+            "naming it and DATABASE_TRANSACTION_POOLER unset)"
+            if settings.database_transaction_pooler
+            else "migrate it with `python run.py migrate` (`make migrate`) and the same "
+            "settings, or start without --no-migrate"
+        )
         print(
             f"error: {redacted_url(settings.database_url)} has pending migrations "
-            f"({', '.join(pending)}); run `yoyo apply` or start without --no-migrate",
+            f"({', '.join(pending)}); {fix}",
             file=sys.stderr,
         )
         return False
@@ -139,9 +147,13 @@ def _port(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    # Worded as --port's errors are; argparse would say only "invalid _positive value".
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+        raise argparse.ArgumentTypeError("expected an integer, 1 or more")
     return value
 
 

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(description="Create the first superuser if absent.")
+    result = argparse.ArgumentParser(
+        prog="run.py create-superuser", description="Create the first superuser if absent."
+    )
     result.add_argument("--username", default="admin", help="default: admin")
     result.add_argument("--password", help="default: ADMIN_PASSWORD, else a random one")
     return result

@@ -198,3 +198,12 @@ def test_create_superuser_refuses_an_impossible_username(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "--username" in result.stderr
     assert not db.exists()
+
+
+def test_help_names_the_command_as_the_other_subcommands_do(tmp_path: Path) -> None:
+    """`usage: run.py create-superuser ...`, as `run.py migrate` says, not `usage: run.py`."""
+    db, log_file = tmp_path / "cli.db", tmp_path / "cli.log"
+    result = _run([*RUN_PY, "--help"], db, log_file)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: run.py create-superuser [-h]"), result.stdout
+    assert not db.exists()

@@ -125,6 +125,9 @@ def test_no_migrate_on_a_fresh_database_refuses_to_serve(tmp_path: Path) -> None
     assert "pending" in message and "migration" in message, result.stderr
     for migration_id in migrations.known_migration_ids(engines.ENGINE):
         assert migration_id in result.stderr
+    # The fix it names migrates this database; `yoyo apply` would migrate yoyo.ini's.
+    assert "`python run.py migrate` (`make migrate`)" in result.stderr, result.stderr
+    assert "yoyo" not in result.stderr
     assert "Traceback" not in result.stderr
     assert "running on" not in (result.stdout + result.stderr).lower()
     assert database_untouched(tmp_path)  # refused without creating a database
@@ -175,6 +178,16 @@ def test_port_is_validated_as_port_is(tmp_path: Path, port: str, spelling: str) 
     assert result.returncode == 2, result.stderr
     assert "argument --port: expected an integer" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    assert database_untouched(tmp_path)  # refused before anything was touched
+
+
+@pytest.mark.parametrize("workers", ["abc", "0", "-1", "1.5"])
+def test_workers_is_validated_in_ports_words(tmp_path: Path, workers: str) -> None:
+    """Not argparse's "invalid _positive value: 'abc'"."""
+    result = run_py(tmp_path, "--workers", workers, PORT=str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "argument --workers: expected an integer, 1 or more" in result.stderr, result.stderr
+    assert "_positive" not in result.stderr and "Traceback" not in result.stderr
     assert database_untouched(tmp_path)  # refused before anything was touched
 
 

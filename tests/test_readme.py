@@ -356,7 +356,6 @@ def test_api_commands(tmp_path: Path) -> None:
     pattern = re.compile(CHECKS["test_api_commands"])
     with started(tmp_path) as server:
         wait_until_serving(server)
-        placeholders = {"<id>": lambda: _another_session_id(server)}
         variables: dict[str, str] = {}
         last_output: str | None = None
         ran = 0
@@ -372,17 +371,9 @@ def test_api_commands(tmp_path: Path) -> None:
                 if not pattern.search(command.text):
                     last_output = None
                     continue
-                last_output = _run_curl(tmp_path, server, command, variables, placeholders)
+                last_output = _run_curl(tmp_path, server, command, variables)
                 ran += 1
     assert ran == len(readme_commands("test_api_commands"))
-
-
-def _another_session_id(server: Server) -> str:
-    """A session of the README's account on another device, as GET /users/me/sessions lists it."""
-    token = log_in(server, *ALICE)["access_token"]
-    status, body = get(server, "/users/me/sessions", token)
-    assert status == 200, body
-    return next(s["id"] for s in json.loads(body)["data"] if s["current"])  # type: ignore[no-any-return]
 
 
 def _run_curl(
@@ -390,16 +381,15 @@ def _run_curl(
     server: Server,
     command: Command,
     variables: dict[str, str],
-    placeholders: dict[str, Callable[[], str]],
 ) -> str:
     curls = len(re.findall(r"\bcurl\b", command.text))
     assert curls <= 1, f"{at(command)}\n    one curl per command"
     text = on_port(command.text, server.port) if curls else command.text
     # The server writes its mail into the test's folder (MAIL_URL), not the checkout's ./mail.
     text = text.replace(" mail/*.eml", f" {tmp_path / 'mail'}/*.eml")
-    for placeholder in _PLACEHOLDER.findall(text):
-        assert placeholder in placeholders, f"{at(command)}\n    no value for {placeholder}"
-        text = text.replace(placeholder, placeholders[placeholder]())
+    # A reader pastes these in order: a value comes from an earlier answer (as OTHER does),
+    # never from a `<...>` to fill in by hand.
+    assert not _PLACEHOLDER.findall(text), f"{at(command)}\n    fill it from an answer"
     headers_file = tmp_path / "headers.txt"
     headers_file.unlink(missing_ok=True)
     assigned = _ASSIGNMENT.match(text)
@@ -570,6 +560,12 @@ def test_make_migrate_commands(tmp_path: Path) -> None:
         database = Path(assigned.group(1)) if assigned else root / "products.db"
         said = f"sqlite:///{database if assigned else 'products.db'}: applied {len(known)} "
         assert said in result.stdout, f"{at(command)}\n{result.stdout}"
+        # The comment quotes the output, "first, ..., last": it names the newest migration.
+        if quoted := re.search(r'"([^"]+)"', command.comment):
+            head, dots, tail = quoted.group(1).partition(", ..., ")
+            lines = [line for line in result.stdout.splitlines() if line.startswith(head)]
+            assert lines, f"{at(command)}\n    the comment quotes {head!r}:\n{result.stdout}"
+            assert lines[0].endswith(tail if dots else head), f"{at(command)}\n{lines[0]}"
         assert migrations.pending_sync(database, known) == [], at(command)
     assert (absolute / "data").stat().st_mode & 0o777 == 0o700  # "creates /srv/data"
 
@@ -641,7 +637,8 @@ def test_backup_while_serving(tmp_path: Path) -> None:
         token = log_in(server, *ALICE)["access_token"]
         assert (root / "products.db-wal").stat().st_size > 0  # a plain copy would miss it
         for command in (backup, copy_key):
-            result = run_shell(command.text, root, environment(tmp_path))
+            # A usual umask, which would leave a plain copy readable by every local user.
+            result = run_shell(f"umask 022\n{command.text}", root, environment(tmp_path))
             assert result.returncode == 0, f"{at(command)}\n{result.stderr}"
         assert get(server, "/health/ready")[0] == 200  # the server went on serving
     backup_file = sqlite3.connect(root / "backup.db")
@@ -653,6 +650,7 @@ def test_backup_while_serving(tmp_path: Path) -> None:
     assert names == ["Backed up"]
     assert migrations.pending_sync(root / "backup.db", migrations.known_migration_ids()) == []
     assert (root / "backup.db.secret_key").stat().st_mode & 0o777 == 0o600
+    assert (root / "backup.db").stat().st_mode & 0o777 == 0o600  # password hashes, sessions
     # "serve it with DATABASE_PATH=backup.db": the token issued before the backup works.
     restored = tmp_path / "restored"
     restored.mkdir()

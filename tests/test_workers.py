@@ -186,7 +186,7 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
 def test_workers_must_be_a_positive_number(tmp_path: Path) -> None:
     with started(tmp_path, "--workers", "0") as server:
         assert server.process.wait(timeout=10) == 2
-        assert "--workers: must be 1 or more" in server.stderr()
+        assert "--workers: expected an integer, 1 or more" in server.stderr()
 
 
 def login_status(server: Server, username: str) -> int | str:
