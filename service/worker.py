@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from types import FrameType
+from typing import Any
 
 from aiohttp import web
 from aiohttp.worker import GunicornWebWorker
@@ -31,6 +32,7 @@ class Worker(GunicornWebWorker):
 
     slot: int | None = None  # its number among run.py --workers' workers (service/supervisor.py)
     _stopping = False
+    _addresses = ""  # where it listens, as gunicorn names it (http://host:port)
 
     def init_process(self) -> None:
         raise_open_file_limit()  # as run.py does: every connection holds a descriptor
@@ -48,6 +50,12 @@ class Worker(GunicornWebWorker):
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        # The listeners themselves, not gunicorn's wrappers: at the stop uvloop closes a
+        # listener's descriptor and then its socket, expecting (and ignoring) EBADF, which
+        # a wrapper would log as "Error while closing socket" from every worker.
+        wrapped: list[Any] = self.sockets  # type: ignore[has-type]
+        self._addresses = ", ".join(str(sock) for sock in wrapped)
+        self.sockets = [getattr(sock, "sock", sock) for sock in wrapped]
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -65,9 +73,8 @@ class Worker(GunicornWebWorker):
 
     async def _announce(self, app: web.Application) -> None:
         """on_startup, after the app's log sinks are open: the worker's first line."""
-        addresses = ", ".join(str(sock) for sock in self.sockets)
         number = "" if self.slot is None else f"worker {self.slot}, "
-        logger.info(f"Running on {addresses} ({number}pid {os.getpid()})")
+        logger.info(f"Running on {self._addresses} ({number}pid {os.getpid()})")
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM: a graceful stop (repeats change nothing)."""

@@ -114,3 +114,4 @@ def test_a_worker_runs_on_the_chosen_event_loop_and_stops_with_0(
     assert re.search(rf"Running on http://127\.0\.0\.1:\d+ \(pid {worker}\)", log), log
     assert "SIGTERM: stopping gracefully" in log, log
     assert "Traceback" not in server.stderr()
+    assert "Error while closing socket" not in server.stderr(), server.stderr()
