@@ -158,6 +158,23 @@ async def slowed(aiohttp_client: ClientFactory, migrated: Settings) -> Client:
     return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
 
 
+WINDOW, CAP = 300, 60  # LOGIN_FAILURE_WINDOW_SECONDS, LOGIN_ACCOUNT_MAX_DELAY_SECONDS
+
+
+@pytest.fixture
+async def clocked(aiohttp_client: ClientFactory, migrated: Settings) -> tuple[Client, list[float]]:
+    """An app with the per-account delay on, and its clock: moved by hand, never slept."""
+    now = [time.time()]
+    settings = dataclasses.replace(
+        migrated,
+        forwarded_allow_ips=tuple(PROXY),
+        login_max_failures=LIMIT,
+        login_failure_window_seconds=WINDOW,
+        login_account_max_delay_seconds=CAP,
+    )
+    return await aiohttp_client(create_app(settings, clock=lambda: now[0])), now
+
+
 async def set_account_row(database: Database, **columns: float) -> None:
     assignments = ", ".join(f"{name} = :{name}" for name in columns)
     async with database.transaction() as conn:
@@ -198,24 +215,15 @@ async def test_guesses_from_many_addresses_are_slowed_by_a_growing_capped_delay(
 
 
 async def test_a_guesser_who_keeps_to_the_delay_never_gets_free_guesses_back(
-    aiohttp_client: ClientFactory, migrated: Settings, database: Database
+    clocked: tuple[Client, list[float]], database: Database
 ) -> None:
     """The account's count outlives LOGIN_FAILURE_WINDOW_SECONDS while guesses keep coming:
     waiting out each Retry-After from ever new addresses gives one guess per
     LOGIN_ACCOUNT_MAX_DELAY_SECONDS, not twice LOGIN_MAX_FAILURES more every window."""
-    now = [time.time()]  # the app's clock: 20 minutes pass in no time
-    window, cap = 300, 60
-    settings = dataclasses.replace(
-        migrated,
-        forwarded_allow_ips=tuple(PROXY),
-        login_max_failures=LIMIT,
-        login_failure_window_seconds=window,
-        login_account_max_delay_seconds=cap,
-    )
-    client = await aiohttp_client(create_app(settings, clock=lambda: now[0]))
+    client, now = clocked  # 20 minutes of the app's clock pass in no time
     await make_user(database, "alice")
     began, guesses, refused = now[0], 0, 0
-    while now[0] < began + 4 * window:
+    while now[0] < began + 4 * WINDOW:
         response = await attempt(client, f"10.0.{guesses // 250}.{guesses % 250}", WRONG)
         if response.status == 429:
             refused += 1
@@ -226,31 +234,23 @@ async def test_a_guesser_who_keeps_to_the_delay_never_gets_free_guesses_back(
     # 2 x LIMIT free, then 1, 2, 4, 8, 16, 32 s, then one a minute for the rest: ~28. A
     # window that restarted every 300 s gave the 6 free ones and the short delays back.
     free, ramp = 2 * LIMIT, 6
-    assert guesses <= free + ramp + (4 * window) // cap + 1, guesses
+    assert guesses <= free + ramp + (4 * WINDOW) // CAP + 1, guesses
     assert refused > 0
     # A whole window without a failure forgets the account's count: the owner walks in.
-    now[0] += window
+    now[0] += WINDOW
     owner = await attempt(client, "198.51.100.7", PASSWORD)
     assert owner.status == 200, await owner.text()
 
 
 async def test_one_address_guessing_window_after_window_never_slows_the_owner(
-    aiohttp_client: ClientFactory, migrated: Settings, database: Database
+    clocked: tuple[Client, list[float]], database: Database
 ) -> None:
-    now = [time.time()]
-    settings = dataclasses.replace(
-        migrated,
-        forwarded_allow_ips=tuple(PROXY),
-        login_max_failures=LIMIT,
-        login_failure_window_seconds=300,
-        login_account_max_delay_seconds=60,
-    )
-    client = await aiohttp_client(create_app(settings, clock=lambda: now[0]))
+    client, now = clocked
     await make_user(database, "alice")
     for _ in range(4):  # 4 x LIMIT failures: twice the account's free ones, never in one window
         for _ in range(LIMIT):
             await problem(await attempt(client, "192.0.2.1", WRONG), 401)
         await problem(await attempt(client, "192.0.2.1", WRONG), 429)  # that pair is locked
-        now[0] += 300
+        now[0] += WINDOW
     owner = await attempt(client, "198.51.100.8", PASSWORD)
     assert owner.status == 200, await owner.text()
